@@ -1,0 +1,167 @@
+//! The `agent-api` command line (SPEC §5): serve, migrate, seed-demo, token issue/inspect.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::Utc;
+use clap::{Parser, Subcommand};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::auth::KeyRing;
+use crate::config::Settings;
+use crate::http::system_clock;
+use crate::startup::Application;
+use crate::{store, telemetry, tls};
+
+#[derive(Debug, Parser)]
+#[command(name = "agent-api", version, about = "Partner API of the cloud call-centre platform")]
+pub struct Cli {
+    /// A TOML settings file; defaults to config/agent-api.toml when that exists.
+    #[arg(long, global = true, env = "APP_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API until SIGTERM or SIGINT.
+    Serve,
+    /// Apply pending database migrations; harmless when there are none.
+    Migrate,
+    /// Insert or restore the demo tenant, partner, customer and lines (idempotent).
+    SeedDemo,
+    /// Partner tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a signed token for a partner, and nothing else, on stdout.
+    Issue {
+        #[arg(long)]
+        partner: Uuid,
+        /// Lifetime such as `1h`, `30d`; defaults to auth.default_ttl.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ttl: Option<Duration>,
+        /// The key to sign with; defaults to auth.signing_kid (or the HS256 secret).
+        #[arg(long)]
+        kid: Option<String>,
+    },
+    /// Decode a token and say whether this server would accept it, and why not.
+    Inspect { token: String },
+}
+
+/// Runs a parsed command line with loaded settings.
+pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => {
+            telemetry::init(&settings.log, std::io::stdout);
+            serve(settings).await
+        }
+        Command::Migrate => {
+            telemetry::init(&settings.log, std::io::stderr);
+            let pool = connect(&settings).await?;
+            store::MIGRATOR.run(&pool).await.context("migration failed")?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::SeedDemo => {
+            telemetry::init(&settings.log, std::io::stderr);
+            let pool = connect(&settings).await?;
+            store::demo::seed(&pool).await.context("seeding the demo data failed")?;
+            tracing::info!(partner_id = %store::demo::DEMO_PARTNER_ID, "demo data in place");
+            Ok(())
+        }
+        Command::Token(TokenCommand::Issue { partner, ttl, kid }) => {
+            let keys = KeyRing::from_settings(&settings.auth)?;
+            let ttl = match ttl {
+                Some(ttl) => ttl,
+                None => settings.auth.default_ttl()?,
+            };
+            println!("{}", keys.issue(partner, ttl, kid.as_deref(), Utc::now())?);
+            Ok(())
+        }
+        Command::Token(TokenCommand::Inspect { token }) => inspect(&settings, &token).await,
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    tls::install_crypto_provider();
+    let pool = connect(&settings).await?;
+    let address = (settings.server.host.as_str(), settings.server.port);
+    let listener = TcpListener::bind(address).with_context(|| {
+        format!(
+            "cannot listen on {}:{} (server.host/server.port)",
+            settings.server.host, settings.server.port
+        )
+    })?;
+    let application = Application::build(&settings, listener, pool.clone(), system_clock())?;
+    tracing::info!(
+        port = application.port(),
+        tls = settings.tls.cert_path.is_some(),
+        "agent-api serving"
+    );
+    application.run_until_stopped().await?;
+    pool.close().await;
+    tracing::info!("agent-api stopped");
+    Ok(())
+}
+
+/// A pool once the database answers, waiting with backoff for up to
+/// `database.startup_wait_seconds` so a database still starting is not a crash loop.
+async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
+    let pool = store::pool(settings.database_url()?, &settings.database)
+        .context("DATABASE_URL is not a usable Postgres URL")?;
+    let deadline = Instant::now() + Duration::from_secs(settings.database.startup_wait_seconds);
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        match store::ping(&pool).await {
+            Ok(()) => return Ok(pool),
+            Err(error) if Instant::now() + backoff < deadline => {
+                tracing::warn!(error = %error, retry_in_ms = backoff.as_millis() as u64, "database not reachable yet");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(error) => {
+                return Err(error).context(format!(
+                    "database not reachable within {} s (database.startup_wait_seconds)",
+                    settings.database.startup_wait_seconds
+                ));
+            }
+        }
+    }
+}
+
+async fn inspect(settings: &Settings, token: &str) -> anyhow::Result<()> {
+    let keys = KeyRing::from_settings(&settings.auth)?;
+    let verdict = match keys.verify(token, Utc::now()) {
+        Err(rejection) => Err(rejection.to_string()),
+        Ok(verified) => {
+            println!("partner: {}", verified.partner_id);
+            println!("issued at: {}", verified.issued_at.to_rfc3339());
+            match settings.database_url() {
+                Err(_) => Ok("signature and claims valid (partner not checked: no DATABASE_URL)"),
+                Ok(_) => {
+                    let pool = connect(settings).await?;
+                    if store::partner_is_active(&pool, verified).await? {
+                        Ok("accepted")
+                    } else {
+                        Err("partner unknown, deleted, not a partner, or its tokens were revoked".into())
+                    }
+                }
+            }
+        }
+    };
+    match verdict {
+        Ok(verdict) => {
+            println!("verdict: {verdict}");
+            Ok(())
+        }
+        Err(reason) => anyhow::bail!("rejected: {reason}"),
+    }
+}

@@ -1,0 +1,33 @@
+//! Operational endpoints outside `/agent-api` (SPEC §5).
+
+use actix_web::http::header::ContentType;
+use actix_web::{HttpResponse, web};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::store;
+
+/// The process is up.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+/// The database answers; 503 (with `Retry-After`) while it does not.
+pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    store::ping(&state.pool)
+        .await
+        .map_err(|error| ApiError::Unavailable(error))?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })))
+}
+
+/// Prometheus text exposition.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let pool = &state.pool;
+    metrics::gauge!("agent_api_db_pool_connections").set(f64::from(pool.size()));
+    metrics::gauge!("agent_api_db_pool_idle_connections").set(pool.num_idle() as f64);
+    HttpResponse::Ok()
+        .content_type(ContentType(
+            "text/plain; version=0.0.4; charset=utf-8".parse().expect("a valid mime type"),
+        ))
+        .body(state.metrics.render())
+}

@@ -1,0 +1,14 @@
+//! agent-api: the partner-facing HTTP API of the cloud call-centre platform.
+//!
+//! `main.rs` only parses the command line; everything it runs lives here, so the integration
+//! tests drive the same code as the binary.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod tls;

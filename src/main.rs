@@ -1,0 +1,25 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use agent_api::cli::{self, Cli};
+use agent_api::config::Settings;
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("agent-api: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli::run(cli.command, settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("agent-api: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Builds the server from settings and an already-bound listener, so tests run exactly what
+//! `agent-api serve` runs, on port 0.
+
+use std::net::TcpListener;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{App, HttpServer, middleware, web};
+use anyhow::Context;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use sqlx::PgPool;
+
+use crate::auth::KeyRing;
+use crate::config::Settings;
+use crate::domain::query::PageLimits;
+use crate::http::rate_limit::RateLimits;
+use crate::http::{self, AppState, Clock};
+use crate::tls;
+
+pub struct Application {
+    server: Server,
+    port: u16,
+}
+
+impl Application {
+    pub fn build(
+        settings: &Settings,
+        listener: TcpListener,
+        pool: PgPool,
+        clock: Clock,
+    ) -> anyhow::Result<Self> {
+        let port = listener.local_addr()?.port();
+        let state = web::Data::new(AppState {
+            pool,
+            keys: KeyRing::from_settings(&settings.auth)?,
+            page_limits: PageLimits {
+                default_per_page: settings.api.default_per_page,
+                max_per_page: settings.api.max_per_page,
+            },
+            display_timezone: settings.api.display_timezone,
+            legacy: settings.legacy.clone(),
+            rate_limits: RateLimits::from_settings(&settings.rate_limit),
+            clock,
+            metrics: prometheus(),
+        });
+        if state.rate_limits.is_some() {
+            forget_idle_buckets(state.clone().into_inner());
+        }
+        let app_state = state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .wrap(middleware::Compress::default())
+                .wrap(middleware::from_fn(http::middleware::request_context))
+                .configure(http::routes)
+                .default_service(web::to(http::not_found))
+        })
+        .keep_alive(Duration::from_secs(settings.server.keep_alive_seconds))
+        .client_request_timeout(Duration::from_millis(settings.server.client_request_timeout_ms))
+        .shutdown_timeout(settings.server.shutdown_grace_seconds);
+        let server = match settings.server.workers {
+            0 => server,
+            workers => server.workers(workers),
+        };
+        let server = match (&settings.tls.cert_path, &settings.tls.key_path) {
+            (Some(cert), Some(key)) => {
+                let config = tls::server_config(cert, key)?;
+                server.listen_rustls_0_23(listener, config)
+            }
+            _ => server.listen(listener),
+        }
+        .context("cannot listen")?
+        .run();
+        Ok(Self { server, port })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server from outside (tests); `serve` stops on SIGTERM/SIGINT.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Runs until a signal or `handle().stop()`, letting in-flight requests finish.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// The process-wide Prometheus recorder, installed on first use.
+fn prometheus() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ])
+                .expect("the bucket list is not empty")
+                .install_recorder()
+                .expect("no other metrics recorder is installed")
+        })
+        .clone()
+}
+
+/// Rate-limit buckets of callers gone quiet are dropped every minute.
+fn forget_idle_buckets(state: Arc<AppState>) {
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            if let Some(limits) = &state.rate_limits {
+                limits.forget_idle();
+            }
+        }
+    });
+}

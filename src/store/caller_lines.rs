@@ -1,0 +1,156 @@
+//! The caller-line list (SPEC §2) in one round trip: the partner's standing, the tenant, the
+//! total and one page come back together, so a request costs one statement.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{Listing, PartnerToken};
+use crate::domain::caller_line::{CallerLine, LineUser, Tenant, UserType};
+use crate::domain::query::{LineFilter, PageRequest};
+
+/// What the list statement found.
+#[derive(Debug)]
+pub enum LineListing {
+    /// The token's partner is unknown, not a partner, deleted, or the token is revoked.
+    PartnerRejected,
+    /// No such tenant, or it is soft-deleted.
+    TenantMissing,
+    Found {
+        tenant: Tenant,
+        listing: Listing<CallerLine>,
+    },
+}
+
+/// One row per line of the page, or a single row with null line columns when the page is
+/// empty; the first four columns are the same on every row.
+struct Row {
+    partner_ok: bool,
+    tenant_name: Option<String>,
+    total: i64,
+    id: Option<Uuid>,
+    name: Option<String>,
+    call_line: Option<i32>,
+    deadline_at: Option<DateTime<Utc>>,
+    available_time: Option<i64>,
+    begin_at: Option<DateTime<Utc>>,
+    caller_number: Option<String>,
+    created_at: Option<DateTime<Utc>>,
+    updated_at: Option<DateTime<Utc>>,
+    description_server: Option<String>,
+    call_number: Option<String>,
+    user_name: Option<String>,
+    user_email: Option<String>,
+    user_phone: Option<String>,
+    user_type: Option<String>,
+}
+
+pub async fn list(
+    pool: &PgPool,
+    token: PartnerToken,
+    tenant_id: Option<Uuid>,
+    filter: LineFilter,
+    page: PageRequest,
+) -> Result<LineListing, sqlx::Error> {
+    // The count and the page are separate subqueries so that each gets its own plan: the count
+    // an index-only scan, the page an ordered index scan that stops after `limit` rows.
+    let rows = sqlx::query_as!(
+        Row,
+        r#"
+        with partner as (select token_partner($1, $2) as id),
+        tenant as (
+            select id, name from tenants where id = $3 and deleted_at is null
+        ),
+        page as (
+            select l.id from caller_lines l
+            where l.partner_id = (select id from partner)
+              and l.tenant_id = (select id from tenant)
+              and l.parent_id is null and l.deleted_at is null
+              and ($4::uuid is null or l.user_id = $4)
+              and ($5::boolean is null or (l.user_id is null) = $5)
+            order by l.created_at, l.id
+            limit $6 offset $7
+        )
+        select
+            (select id from partner) is not null as "partner_ok!",
+            (select name from tenant) as tenant_name,
+            (select count(*) from caller_lines l
+             where l.partner_id = (select id from partner)
+               and l.tenant_id = (select id from tenant)
+               and l.parent_id is null and l.deleted_at is null
+               and ($4::uuid is null or l.user_id = $4)
+               and ($5::boolean is null or (l.user_id is null) = $5)) as "total!",
+            l.id as "id?", l.name as "name?", l.call_line as "call_line?",
+            l.deadline_at as "deadline_at?", l.available_time as "available_time?",
+            l.begin_at as "begin_at?", l.caller_number as "caller_number?",
+            l.created_at as "created_at?", l.updated_at as "updated_at?",
+            l.description_server, l.call_number,
+            u.name as "user_name?", u.email as user_email, u.phone as user_phone,
+            u.type as "user_type?"
+        from (select 1) as one
+        left join page p on true
+        left join caller_lines l on l.id = p.id
+        left join users u on u.id = l.user_id
+        order by l.created_at, l.id
+        "#,
+        token.partner_id,
+        token.issued_at,
+        tenant_id,
+        filter.user_id,
+        filter.unused,
+        page.per_page,
+        page.offset(),
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(assemble(tenant_id, rows))
+}
+
+/// Rebuilds the flat rows into the domain's nested lines.
+fn assemble(tenant_id: Option<Uuid>, rows: Vec<Row>) -> LineListing {
+    let Some(first) = rows.first() else {
+        // The statement always yields a row; treat the impossible as "no partner".
+        return LineListing::PartnerRejected;
+    };
+    if !first.partner_ok {
+        return LineListing::PartnerRejected;
+    }
+    let (Some(tenant_id), Some(tenant_name)) = (tenant_id, first.tenant_name.clone()) else {
+        return LineListing::TenantMissing;
+    };
+    let total = first.total;
+    let items = rows.into_iter().filter_map(line_from_row).collect();
+    LineListing::Found {
+        tenant: Tenant {
+            id: tenant_id,
+            name: tenant_name,
+        },
+        listing: Listing { total, items },
+    }
+}
+
+fn line_from_row(row: Row) -> Option<CallerLine> {
+    let user = match (row.user_name, row.user_type.as_deref().and_then(UserType::parse)) {
+        (Some(name), Some(user_type)) => Some(LineUser {
+            name,
+            email: row.user_email,
+            phone: row.user_phone,
+            user_type,
+        }),
+        _ => None,
+    };
+    Some(CallerLine {
+        id: row.id?,
+        name: row.name?,
+        user,
+        call_line: row.call_line?,
+        deadline_at: row.deadline_at,
+        available_time: row.available_time?,
+        begin_at: row.begin_at,
+        caller_number: row.caller_number?,
+        created_at: row.created_at?,
+        updated_at: row.updated_at?,
+        description_server: row.description_server,
+        call_number: row.call_number,
+    })
+}
