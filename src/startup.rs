@@ -2,7 +2,7 @@
 //! `agent-api serve` runs, on port 0.
 
 use std::net::TcpListener;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
@@ -45,7 +45,7 @@ impl Application {
             metrics: prometheus(),
         });
         if state.rate_limits.is_some() {
-            forget_idle_buckets(state.clone().into_inner());
+            forget_idle_buckets(Arc::downgrade(&state.clone().into_inner()));
         }
         let app_state = state.clone();
         let server = HttpServer::new(move || {
@@ -106,12 +106,13 @@ fn prometheus() -> PrometheusHandle {
         .clone()
 }
 
-/// Rate-limit buckets of callers gone quiet are dropped every minute.
-fn forget_idle_buckets(state: Arc<AppState>) {
-    actix_web::rt::spawn(async move {
-        let mut tick = actix_web::rt::time::interval(Duration::from_secs(60));
+/// Rate-limit buckets of callers gone quiet are dropped every minute, while the app lives.
+fn forget_idle_buckets(state: Weak<AppState>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
             tick.tick().await;
+            let Some(state) = state.upgrade() else { break };
             if let Some(limits) = &state.rate_limits {
                 limits.forget_idle();
             }

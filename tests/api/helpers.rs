@@ -1,0 +1,340 @@
+//! The running application over real HTTP against its own fresh database (`#[sqlx::test]`),
+//! and builders for the rows a test needs.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent_api::auth::KeyRing;
+use agent_api::config::Settings;
+use agent_api::http::{Clock, system_clock};
+use agent_api::startup::Application;
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::Value;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
+
+/// Settings as `serve` would load them with only the secret set, made quiet and single-worker.
+pub fn test_settings() -> Settings {
+    let mut settings = Settings::load_from(
+        None,
+        [
+            ("APP__AUTH__JWT_SECRET".to_string(), SECRET.to_string()),
+            ("APP__LOG__LEVEL".to_string(), "warn".to_string()),
+        ],
+    )
+    .expect("test settings load");
+    settings.server.workers = 1;
+    // Limits are exercised by their own tests; elsewhere they would only add noise.
+    settings.rate_limit.enabled = false;
+    settings
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub pool: PgPool,
+    pub settings: Settings,
+    keys: KeyRing,
+    client: reqwest::Client,
+}
+
+impl TestApp {
+    pub async fn spawn(pool: PgPool) -> Self {
+        Self::spawn_with(pool, |_| {}, system_clock()).await
+    }
+
+    pub async fn spawn_with(
+        pool: PgPool,
+        configure: impl FnOnce(&mut Settings),
+        clock: Clock,
+    ) -> Self {
+        agent_api::tls::install_crypto_provider();
+        let mut settings = test_settings();
+        configure(&mut settings);
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        let application = Application::build(&settings, listener, pool.clone(), clock)
+            .expect("application builds");
+        let address = format!("http://127.0.0.1:{}", application.port());
+        tokio::spawn(application.run_until_stopped());
+        Self {
+            address,
+            pool,
+            keys: KeyRing::from_settings(&settings.auth).expect("keys load"),
+            settings,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// A valid one-hour token for `partner`, issued now.
+    pub fn token_for(&self, partner: Uuid) -> String {
+        self.keys
+            .issue(partner, Duration::from_secs(3600), None, Utc::now())
+            .expect("token issues")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.request(path, None).await
+    }
+
+    pub async fn get_as(&self, partner: Uuid, path: &str) -> reqwest::Response {
+        let token = self.token_for(partner);
+        self.request(path, Some(&format!("Bearer {token}"))).await
+    }
+
+    pub async fn request(&self, path: &str, authorization: Option<&str>) -> reqwest::Response {
+        let mut request = self.client.get(format!("{}{path}", self.address));
+        if let Some(value) = authorization {
+            request = request.header("Authorization", value);
+        }
+        request.send().await.expect("request is answered")
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+}
+
+/// A fixed clock.
+pub fn clock_at(instant: DateTime<Utc>) -> Clock {
+    Arc::new(move || instant)
+}
+
+/// Parses a JSON body, failing the test on anything else.
+pub async fn json(response: reqwest::Response) -> Value {
+    let text = response.text().await.expect("body is read");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Asserts the SPEC's error envelope with this HTTP status and code; returns the message.
+pub async fn assert_error(response: reqwest::Response, http: u16, code: i64) -> String {
+    assert_eq!(response.status().as_u16(), http, "HTTP status");
+    assert_eq!(
+        response.headers()["content-type"], "application/json",
+        "error bodies are JSON"
+    );
+    let body = json(response).await;
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], "error", "{body}");
+    assert_eq!(body["data"], serde_json::json!([]), "{body}");
+    let keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
+    let mut expected = vec!["code", "status", "message", "data"];
+    expected.sort_unstable();
+    assert_eq!(keys, expected, "error envelope has exactly these keys: {body}");
+    body["message"].as_str().unwrap().to_string()
+}
+
+/// The text of a JSON document with the whitespace between tokens removed, keeping key order.
+pub fn compact_json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !c.is_whitespace() {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A `+08:00` wall-clock time, as the vendor's documents write them.
+pub fn beijing(text: &str) -> DateTime<Utc> {
+    let naive = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").unwrap();
+    chrono::FixedOffset::east_opt(8 * 3600)
+        .unwrap()
+        .from_local_datetime(&naive)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+pub async fn tenant(pool: &PgPool, name: &str) -> Uuid {
+    let id = Uuid::new_v4();
+    sqlx::query("insert into tenants (id, name) values ($1, $2)")
+        .bind(id)
+        .bind(name)
+        .execute(pool)
+        .await
+        .unwrap();
+    id
+}
+
+pub async fn default_tenant(pool: &PgPool, name: &str) -> Uuid {
+    let id = tenant(pool, name).await;
+    sqlx::query("update tenants set is_default = true where id = $1")
+        .bind(id)
+        .execute(pool)
+        .await
+        .unwrap();
+    id
+}
+
+pub async fn partner(pool: &PgPool) -> Uuid {
+    let id = Uuid::new_v4();
+    sqlx::query("insert into users (id, type, name) values ($1, 'partner', '伙伴')")
+        .bind(id)
+        .execute(pool)
+        .await
+        .unwrap();
+    id
+}
+
+/// A customer or sub-account of `partner`.
+pub async fn user(pool: &PgPool, partner: Uuid, user_type: &str, name: &str) -> Uuid {
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "insert into users (id, type, partner_id, name, email, phone) \
+         values ($1, $2, $3, $4, $5, '13800000000')",
+    )
+    .bind(id)
+    .bind(user_type)
+    .bind(partner)
+    .bind(name)
+    .bind(format!("{name}@example.com"))
+    .execute(pool)
+    .await
+    .unwrap();
+    id
+}
+
+/// A caller line with plain defaults; chain the setters for what a test is about.
+pub struct NewLine {
+    tenant: Uuid,
+    partner: Uuid,
+    user: Option<Uuid>,
+    parent: Option<Uuid>,
+    name: String,
+    created_at: DateTime<Utc>,
+    begin_at: Option<DateTime<Utc>>,
+    deadline_at: Option<DateTime<Utc>>,
+    available_time: i64,
+    call_number: Option<String>,
+    deleted: bool,
+}
+
+pub fn line(tenant: Uuid, partner: Uuid) -> NewLine {
+    NewLine {
+        tenant,
+        partner,
+        user: None,
+        parent: None,
+        name: "线路".into(),
+        created_at: Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap(),
+        begin_at: None,
+        deadline_at: None,
+        available_time: 0,
+        call_number: Some("100".into()),
+        deleted: false,
+    }
+}
+
+impl NewLine {
+    pub fn user(mut self, user: Uuid) -> Self {
+        self.user = Some(user);
+        self
+    }
+    pub fn split_from(mut self, parent: Uuid) -> Self {
+        self.parent = Some(parent);
+        self
+    }
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = name.into();
+        self
+    }
+    pub fn created(mut self, at: DateTime<Utc>) -> Self {
+        self.created_at = at;
+        self
+    }
+    /// Created `seconds` after the default creation time: lines listed in this order.
+    pub fn nth(self, seconds: i64) -> Self {
+        let at = self.created_at + chrono::TimeDelta::seconds(seconds);
+        self.created(at)
+    }
+    pub fn began(mut self, at: DateTime<Utc>, available_time: i64) -> Self {
+        self.begin_at = Some(at);
+        self.available_time = available_time;
+        self
+    }
+    pub fn deadline(mut self, at: DateTime<Utc>) -> Self {
+        self.deadline_at = Some(at);
+        self
+    }
+    pub fn no_call_number(mut self) -> Self {
+        self.call_number = None;
+        self
+    }
+    pub fn deleted(mut self) -> Self {
+        self.deleted = true;
+        self
+    }
+
+    pub async fn insert(self, pool: &PgPool) -> Uuid {
+        let id = Uuid::new_v4();
+        sqlx::query(
+            "insert into caller_lines (id, tenant_id, partner_id, user_id, parent_id, name, \
+             caller_number, call_number, call_line, available_time, begin_at, deadline_at, \
+             deleted_at, created_at, updated_at) \
+             values ($1, $2, $3, $4, $5, $6, $6, $7, 1, $8, $9, $10, \
+             case when $11 then now() end, $12, $12)",
+        )
+        .bind(id)
+        .bind(self.tenant)
+        .bind(self.partner)
+        .bind(self.user)
+        .bind(self.parent)
+        .bind(&self.name)
+        .bind(&self.call_number)
+        .bind(self.available_time)
+        .bind(self.begin_at)
+        .bind(self.deadline_at)
+        .bind(self.deleted)
+        .bind(self.created_at)
+        .execute(pool)
+        .await
+        .unwrap();
+        id
+    }
+}
+
+/// The ids of a list response's items, in order.
+pub fn ids(body: &Value) -> Vec<Uuid> {
+    body["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no data array: {body}"))
+        .iter()
+        .map(|item| item["id"].as_str().unwrap().parse().unwrap())
+        .collect()
+}
+
+/// `postgres://…/<database>` for the database behind `pool`, for running the binary against it.
+pub fn database_url(pool: &PgPool) -> String {
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for the tests");
+    let name = pool
+        .connect_options()
+        .get_database()
+        .expect("a test pool names its database")
+        .to_string();
+    let (without_query, query) = match base.split_once('?') {
+        Some((url, query)) => (url.to_string(), format!("?{query}")),
+        None => (base.clone(), String::new()),
+    };
+    let authority_end = without_query
+        .find("://")
+        .map(|scheme| scheme + 3)
+        .and_then(|start| without_query[start..].find('/').map(|slash| start + slash))
+        .unwrap_or(without_query.len());
+    format!("{}/{name}{query}", &without_query[..authority_end])
+}

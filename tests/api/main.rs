@@ -1,0 +1,6 @@
+//! Integration tests: the real application over real HTTP, each test on its own fresh
+//! Postgres database (`#[sqlx::test]`, which needs `DATABASE_URL` naming a server it may
+//! create databases on). Run them with `scripts/test`.
+
+mod callerline;
+mod helpers;
