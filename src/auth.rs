@@ -69,7 +69,10 @@ impl KeyRing {
     pub fn from_settings(settings: &AuthSettings) -> Result<Self, ConfigError> {
         let mut keys = HashMap::new();
         if let Some(secret) = &settings.jwt_secret {
-            keys.insert(DEFAULT_KID.to_string(), hmac_key(secret.expose_secret().as_bytes()));
+            keys.insert(
+                DEFAULT_KID.to_string(),
+                hmac_key(secret.expose_secret().as_bytes()),
+            );
         }
         for key in &settings.keys {
             if keys.insert(key.kid.clone(), load_key(key)?).is_some() {
@@ -133,7 +136,9 @@ impl KeyRing {
             .get(kid)
             .ok_or_else(|| ConfigError(format!("no key with kid {kid:?} is configured")))?;
         let encoding = key.encoding.as_ref().ok_or_else(|| {
-            ConfigError(format!("key {kid:?} has no private_key configured to sign with"))
+            ConfigError(format!(
+                "key {kid:?} has no private_key configured to sign with"
+            ))
         })?;
         let ttl = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
         let claims = Claims {

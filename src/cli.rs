@@ -17,7 +17,11 @@ use crate::startup::Application;
 use crate::{store, telemetry, tls};
 
 #[derive(Debug, Parser)]
-#[command(name = "agent-api", version, about = "Partner API of the cloud call-centre platform")]
+#[command(
+    name = "agent-api",
+    version,
+    about = "Partner API of the cloud call-centre platform"
+)]
 pub struct Cli {
     /// A TOML settings file; defaults to config/agent-api.toml when that exists.
     #[arg(long, global = true, env = "APP_CONFIG")]
@@ -66,14 +70,19 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Migrate => {
             telemetry::init(&settings.log, std::io::stderr);
             let pool = connect(&settings).await?;
-            store::MIGRATOR.run(&pool).await.context("migration failed")?;
+            store::MIGRATOR
+                .run(&pool)
+                .await
+                .context("migration failed")?;
             tracing::info!("migrations applied");
             Ok(())
         }
         Command::SeedDemo => {
             telemetry::init(&settings.log, std::io::stderr);
             let pool = connect(&settings).await?;
-            store::demo::seed(&pool).await.context("seeding the demo data failed")?;
+            store::demo::seed(&pool)
+                .await
+                .context("seeding the demo data failed")?;
             tracing::info!(partner_id = %store::demo::DEMO_PARTNER_ID, "demo data in place");
             Ok(())
         }
@@ -151,7 +160,10 @@ async fn inspect(settings: &Settings, token: &str) -> anyhow::Result<()> {
                     if store::partner_is_active(&pool, verified).await? {
                         Ok("accepted")
                     } else {
-                        Err("partner unknown, deleted, not a partner, or its tokens were revoked".into())
+                        Err(
+                            "partner unknown, deleted, not a partner, or its tokens were revoked"
+                                .into(),
+                        )
                     }
                 }
             }

@@ -362,21 +362,40 @@ mod tests {
     fn bad_settings_are_named_in_the_error() {
         let cases = [
             (vec![("APP__SERVER__PORT", "eighty")], "server.port"),
-            (vec![("APP__LEGACY__CALLERLINE", "maybe")], "legacy.callerline"),
-            (vec![("APP__LEGACY__SUNSET_AT", "tomorrow")], "legacy.sunset_at"),
+            (
+                vec![("APP__LEGACY__CALLERLINE", "maybe")],
+                "legacy.callerline",
+            ),
+            (
+                vec![("APP__LEGACY__SUNSET_AT", "tomorrow")],
+                "legacy.sunset_at",
+            ),
             (vec![("APP__AUTH__JWT_SECRET", "short")], "jwt_secret"),
-            (vec![("APP__API__DISPLAY_TIMEZONE", "Mars/Olympus")], "display_timezone"),
-            (vec![("APP__TLS__CERT_PATH", "/tmp/cert.pem")], "tls.key_path"),
+            (
+                vec![("APP__API__DISPLAY_TIMEZONE", "Mars/Olympus")],
+                "display_timezone",
+            ),
+            (
+                vec![("APP__TLS__CERT_PATH", "/tmp/cert.pem")],
+                "tls.key_path",
+            ),
         ];
         for (pairs, named) in cases {
-            let error = Settings::load_from(None, env(&pairs)).unwrap_err().to_string();
-            assert!(error.contains(named), "{pairs:?}: {error:?} should name {named}");
+            let error = Settings::load_from(None, env(&pairs))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains(named),
+                "{pairs:?}: {error:?} should name {named}"
+            );
         }
     }
 
     #[test]
     fn a_secret_is_required_without_public_keys() {
-        let error = Settings::load_from(None, Vec::new()).unwrap_err().to_string();
+        let error = Settings::load_from(None, Vec::new())
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("APP__AUTH__JWT_SECRET"), "{error}");
     }
 

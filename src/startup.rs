@@ -57,7 +57,9 @@ impl Application {
                 .default_service(web::to(http::not_found))
         })
         .keep_alive(Duration::from_secs(settings.server.keep_alive_seconds))
-        .client_request_timeout(Duration::from_millis(settings.server.client_request_timeout_ms))
+        .client_request_timeout(Duration::from_millis(
+            settings.server.client_request_timeout_ms,
+        ))
         .shutdown_timeout(settings.server.shutdown_grace_seconds);
         let server = match settings.server.workers {
             0 => server,

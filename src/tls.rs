@@ -17,9 +17,18 @@ pub fn server_config(cert_path: &Path, key_path: &Path) -> anyhow::Result<rustls
     install_crypto_provider();
     let certificates = CertificateDer::pem_file_iter(cert_path)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .with_context(|| format!("tls.cert_path {}: no readable PEM certificate", cert_path.display()))?;
-    let key = PrivateKeyDer::from_pem_file(key_path)
-        .with_context(|| format!("tls.key_path {}: no readable PEM private key", key_path.display()))?;
+        .with_context(|| {
+            format!(
+                "tls.cert_path {}: no readable PEM certificate",
+                cert_path.display()
+            )
+        })?;
+    let key = PrivateKeyDer::from_pem_file(key_path).with_context(|| {
+        format!(
+            "tls.key_path {}: no readable PEM private key",
+            key_path.display()
+        )
+    })?;
     let mut config = rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(certificates, key)

@@ -14,7 +14,8 @@ pub struct PageMeta {
 impl PageMeta {
     pub fn new(request: PageRequest, total: i64) -> Self {
         // ceil(total / per_page) without overflow, and never below 1 (an empty list has one page).
-        let last_page = (total / request.per_page + i64::from(total % request.per_page != 0)).max(1);
+        let last_page =
+            (total / request.per_page + i64::from(total % request.per_page != 0)).max(1);
         Self {
             // The vendor's definition, kept for compatibility: not "more than one page".
             has_pages: request.page != 1 || request.page < last_page,

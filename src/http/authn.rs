@@ -6,6 +6,7 @@ use std::future::{Ready, ready};
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
+use chrono::Utc;
 
 use super::AppState;
 use super::error::ApiError;
@@ -29,9 +30,10 @@ pub fn authenticate(request: &HttpRequest) -> Result<PartnerToken, ApiError> {
     let state = request
         .app_data::<web::Data<AppState>>()
         .expect("AppState is registered on the app");
-    match bearer_token(request).and_then(|token| state.keys.verify(token, (state.clock)())) {
+    match bearer_token(request).and_then(|token| state.keys.verify(token, Utc::now())) {
         Ok(token) => {
-            tracing::Span::current().record("partner_id", tracing::field::display(token.partner_id));
+            tracing::Span::current()
+                .record("partner_id", tracing::field::display(token.partner_id));
             if let Some(limits) = &state.rate_limits {
                 limits.check_partner(token.partner_id).map_err(|retry| {
                     metrics::counter!("agent_api_rate_limited_total", "partner_id" => token.partner_id.to_string())
@@ -44,9 +46,11 @@ pub fn authenticate(request: &HttpRequest) -> Result<PartnerToken, ApiError> {
         Err(rejection) => {
             // A client that keeps failing authentication is slowed down by its address.
             if let (Some(limits), Some(peer)) = (&state.rate_limits, request.peer_addr()) {
-                limits.check_address(peer.ip()).map_err(|retry| ApiError::RateLimited {
-                    retry_after_seconds: retry.0,
-                })?;
+                limits
+                    .check_address(peer.ip())
+                    .map_err(|retry| ApiError::RateLimited {
+                        retry_after_seconds: retry.0,
+                    })?;
             }
             Err(rejection.into())
         }

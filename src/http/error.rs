@@ -48,9 +48,11 @@ impl From<sqlx::Error> for ApiError {
             | sqlx::Error::Tls(_) => true,
             // SQLSTATE classes 08 (connection), 53 (resources), 57 (operator intervention,
             // including statement_timeout's query_canceled and a restarting server).
-            sqlx::Error::Database(db) => db
-                .code()
-                .is_some_and(|code| ["08", "53", "57"].iter().any(|class| code.starts_with(class))),
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                ["08", "53", "57"]
+                    .iter()
+                    .any(|class| code.starts_with(class))
+            }),
             _ => false,
         };
         if transient {
@@ -93,7 +95,9 @@ impl ApiError {
 
     fn log(&self) {
         match self {
-            Self::Unauthorized(rejection) => tracing::info!(reason = %rejection, "authentication failed"),
+            Self::Unauthorized(rejection) => {
+                tracing::info!(reason = %rejection, "authentication failed")
+            }
             Self::Unavailable(_) | Self::Internal(_) => {
                 tracing::error!(error = %chain(self), "request failed")
             }
@@ -171,17 +175,27 @@ mod tests {
 
     #[actix_web::test]
     async fn tenant_not_found_is_the_vendor_fixture() {
-        let expected: serde_json::Value =
-            serde_json::from_str(include_str!("../../tests/fixtures/error_tenant_not_found.json"))
-                .unwrap();
+        let expected: serde_json::Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/error_tenant_not_found.json"
+        ))
+        .unwrap();
         let rendered = body(ApiError::TenantNotFound).await;
-        assert_eq!(serde_json::from_str::<serde_json::Value>(&rendered).unwrap(), expected);
-        assert_eq!(rendered, r#"{"code":1004,"status":"error","message":"云节点不存在","data":[]}"#);
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&rendered).unwrap(),
+            expected
+        );
+        assert_eq!(
+            rendered,
+            r#"{"code":1004,"status":"error","message":"云节点不存在","data":[]}"#
+        );
     }
 
     #[actix_web::test]
     async fn internal_errors_keep_their_cause_out_of_the_body() {
-        let rendered = body(ApiError::Internal(anyhow::anyhow!("secret table xyz exploded"))).await;
+        let rendered = body(ApiError::Internal(anyhow::anyhow!(
+            "secret table xyz exploded"
+        )))
+        .await;
         assert_eq!(
             rendered,
             r#"{"code":500,"status":"error","message":"服务器内部错误","data":[]}"#
@@ -190,7 +204,10 @@ mod tests {
 
     #[test]
     fn connection_failures_are_unavailable_not_internal() {
-        assert!(matches!(ApiError::from(sqlx::Error::PoolTimedOut), ApiError::Unavailable(_)));
+        assert!(matches!(
+            ApiError::from(sqlx::Error::PoolTimedOut),
+            ApiError::Unavailable(_)
+        ));
         assert!(matches!(
             ApiError::from(sqlx::Error::RowNotFound),
             ApiError::Internal(_)

@@ -32,7 +32,9 @@ pub async fn request_context(
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     // The route template, never the raw path: bounded label values, no ids in metrics.
-    let route = request.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let route = request
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
     let method = request.method().to_string();
     let span = tracing::info_span!(
         "request",

@@ -24,7 +24,8 @@ use crate::domain::query::PageLimits;
 use error::ApiError;
 use rate_limit::RateLimits;
 
-/// The time source; injected so the legacy sunset can be tested at any instant.
+/// The time source of the legacy sunset, injected so it can be tested at any instant. Token
+/// times are checked against the system clock, as `jsonwebtoken` checks `exp`.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
 pub fn system_clock() -> Clock {

@@ -27,7 +27,9 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     metrics::gauge!("agent_api_db_pool_idle_connections").set(pool.num_idle() as f64);
     HttpResponse::Ok()
         .content_type(ContentType(
-            "text/plain; version=0.0.4; charset=utf-8".parse().expect("a valid mime type"),
+            "text/plain; version=0.0.4; charset=utf-8"
+                .parse()
+                .expect("a valid mime type"),
         ))
         .body(state.metrics.render())
 }

@@ -130,7 +130,10 @@ fn assemble(tenant_id: Option<Uuid>, rows: Vec<Row>) -> LineListing {
 }
 
 fn line_from_row(row: Row) -> Option<CallerLine> {
-    let user = match (row.user_name, row.user_type.as_deref().and_then(UserType::parse)) {
+    let user = match (
+        row.user_name,
+        row.user_type.as_deref().and_then(UserType::parse),
+    ) {
         (Some(name), Some(user_type)) => Some(LineUser {
             name,
             email: row.user_email,

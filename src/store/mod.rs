@@ -7,8 +7,8 @@ pub mod tenants;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use uuid::Uuid;
 
 use crate::config::DatabaseSettings;
@@ -31,9 +31,13 @@ pub struct Listing<T> {
 
 /// A lazily connecting pool: start-up and `/readyz` decide what to do while Postgres is down.
 pub fn pool(url: &str, settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
-    let options: PgConnectOptions = url.parse::<PgConnectOptions>()?
+    let options: PgConnectOptions = url
+        .parse::<PgConnectOptions>()?
         .application_name("agent-api")
-        .options([("statement_timeout", settings.statement_timeout_ms.to_string())]);
+        .options([(
+            "statement_timeout",
+            settings.statement_timeout_ms.to_string(),
+        )]);
     Ok(PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .min_connections(settings.min_connections)
@@ -55,5 +59,8 @@ pub async fn partner_is_active(pool: &PgPool, token: PartnerToken) -> Result<boo
 
 /// A round trip to the database, for `/readyz`.
 pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
-    sqlx::query!("select 1 as one").fetch_one(pool).await.map(drop)
+    sqlx::query!("select 1 as one")
+        .fetch_one(pool)
+        .await
+        .map(drop)
 }

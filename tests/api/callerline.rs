@@ -33,12 +33,18 @@ async fn the_demo_reproduces_the_vendor_fixture_byte_for_byte(pool: PgPool) {
     demo::seed(&pool).await.unwrap();
     let app = TestApp::spawn(pool).await;
     let response = app
-        .get_as(demo::DEMO_PARTNER_ID, &lines_path(demo::DEMO_TENANT_ID, "?page=1&per_page=2"))
+        .get_as(
+            demo::DEMO_PARTNER_ID,
+            &lines_path(demo::DEMO_TENANT_ID, "?page=1&per_page=2"),
+        )
         .await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/json");
     // Text, not parsed maps: key order and value types are part of the contract.
-    assert_eq!(compact_json(&response.text().await.unwrap()), compact_json(FIXTURE));
+    assert_eq!(
+        compact_json(&response.text().await.unwrap()),
+        compact_json(FIXTURE)
+    );
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -65,12 +71,48 @@ async fn pagination_edges_have_correct_meta_and_items(pool: PgPool) {
     let cases = [
         (empty_tenant, "", vec![], false, 0, 1, 1, "15"),
         (tenant, "?per_page=5", lines.clone(), false, 5, 1, 1, "5"),
-        (tenant, "?per_page=2&page=1", lines[..2].to_vec(), true, 5, 3, 1, "2"),
-        (tenant, "?per_page=2&page=3", lines[4..].to_vec(), true, 5, 3, 3, "2"),
+        (
+            tenant,
+            "?per_page=2&page=1",
+            lines[..2].to_vec(),
+            true,
+            5,
+            3,
+            1,
+            "2",
+        ),
+        (
+            tenant,
+            "?per_page=2&page=3",
+            lines[4..].to_vec(),
+            true,
+            5,
+            3,
+            3,
+            "2",
+        ),
         (tenant, "?per_page=2&page=4", vec![], true, 5, 3, 4, "2"),
         (empty_tenant, "?page=2", vec![], true, 0, 1, 2, "15"),
-        (tenant, "?page=9223372036854775807", vec![], true, 5, 1, i64::MAX, "15"),
-        (tenant, "?page=9223372036854775807&per_page=100", vec![], true, 5, 1, i64::MAX, "100"),
+        (
+            tenant,
+            "?page=9223372036854775807",
+            vec![],
+            true,
+            5,
+            1,
+            i64::MAX,
+            "15",
+        ),
+        (
+            tenant,
+            "?page=9223372036854775807&per_page=100",
+            vec![],
+            true,
+            5,
+            1,
+            i64::MAX,
+            "100",
+        ),
     ];
     for (tenant, query, items, has_pages, total, last_page, current_page, per_page) in cases {
         let response = app.get_as(partner, &lines_path(tenant, query)).await;
@@ -133,7 +175,10 @@ async fn filters_select_by_user_and_allocation(pool: PgPool) {
     let free2 = line(tenant, partner).nth(5).insert(&pool).await;
     let stranger_partner = super::helpers::partner(&pool).await;
     let stranger = user(&pool, stranger_partner, "customer", "eve").await;
-    line(tenant, stranger_partner).user(stranger).insert(&pool).await;
+    line(tenant, stranger_partner)
+        .user(stranger)
+        .insert(&pool)
+        .await;
     let app = TestApp::spawn(pool).await;
     let cases = [
         (format!("?user_id={alice}"), vec![a1, a2]),
@@ -163,7 +208,11 @@ async fn only_the_partners_own_listed_lines_on_that_tenant_appear(pool: PgPool) 
     let partner = partner(&pool).await;
     let other_partner = super::helpers::partner(&pool).await;
     let listed = line(tenant, partner).insert(&pool).await;
-    line(tenant, partner).split_from(listed).nth(1).insert(&pool).await;
+    line(tenant, partner)
+        .split_from(listed)
+        .nth(1)
+        .insert(&pool)
+        .await;
     line(tenant, partner).deleted().nth(2).insert(&pool).await;
     line(other_tenant, partner).nth(3).insert(&pool).await;
     line(tenant, other_partner).nth(4).insert(&pool).await;
@@ -179,7 +228,10 @@ async fn times_render_as_beijing_wall_clock_across_midnight_and_new_year(pool: P
     let partner = partner(&pool).await;
     line(tenant, partner)
         .created(Utc.with_ymd_and_hms(2023, 12, 31, 16, 0, 0).unwrap())
-        .began(Utc.with_ymd_and_hms(2023, 12, 31, 15, 59, 59).unwrap(), 86_400)
+        .began(
+            Utc.with_ymd_and_hms(2023, 12, 31, 15, 59, 59).unwrap(),
+            86_400,
+        )
         .deadline(Utc.with_ymd_and_hms(2024, 2, 28, 16, 30, 0).unwrap())
         .insert(&pool)
         .await;
@@ -222,12 +274,27 @@ async fn missing_values_are_null_and_types_match_the_vendor(pool: PgPool) {
         .await
         .unwrap();
     line(tenant, partner).no_call_number().insert(&pool).await;
-    line(tenant, partner).user(sub_account).nth(1).insert(&pool).await;
+    line(tenant, partner)
+        .user(sub_account)
+        .nth(1)
+        .insert(&pool)
+        .await;
     let app = TestApp::spawn(pool).await;
     let body = json(app.get_as(partner, &lines_path(tenant, "")).await).await;
     let unallocated = &body["data"][0];
-    for key in ["user", "begin_at", "available_at", "deadline_at", "call_number", "qr_code", "description_server"] {
-        assert!(unallocated[key].is_null(), "{key} should be null: {unallocated}");
+    for key in [
+        "user",
+        "begin_at",
+        "available_at",
+        "deadline_at",
+        "call_number",
+        "qr_code",
+        "description_server",
+    ] {
+        assert!(
+            unallocated[key].is_null(),
+            "{key} should be null: {unallocated}"
+        );
     }
     assert_eq!(unallocated["available_time"], 0);
     assert_eq!(
@@ -255,10 +322,15 @@ async fn rule_breaking_parameters_answer_1001_naming_the_parameter(pool: PgPool)
         ("unused=%00", "unused"),
     ];
     for (query, name) in cases {
-        let response = app.get_as(partner, &lines_path(tenant, &format!("?{query}"))).await;
+        let response = app
+            .get_as(partner, &lines_path(tenant, &format!("?{query}")))
+            .await;
         let message = assert_error(response, 200, 1001).await;
         assert!(message.starts_with("参数错误"), "{query}: {message}");
-        assert!(message.contains(name), "{query}: {message} should name {name}");
+        assert!(
+            message.contains(name),
+            "{query}: {message} should name {name}"
+        );
     }
 }
 
@@ -277,8 +349,13 @@ async fn the_page_size_limit_is_configurable(pool: PgPool) {
     let body = json(app.get_as(partner, &lines_path(tenant, "")).await).await;
     assert_eq!(ids(&body), lines[..1]);
     assert_eq!(body["meta"]["per_page"], "1");
-    let message =
-        assert_error(app.get_as(partner, &lines_path(tenant, "?per_page=3")).await, 200, 1001).await;
+    let message = assert_error(
+        app.get_as(partner, &lines_path(tenant, "?per_page=3"))
+            .await,
+        200,
+        1001,
+    )
+    .await;
     assert!(message.contains("1 到 2"), "{message}");
 }
 
@@ -315,22 +392,49 @@ async fn errors_come_in_the_specified_order(pool: PgPool) {
     let missing = "/agent-api/tenant/nope/callerline";
     // 401 before 1001 and 1004, even for a well-signed token of a deleted partner.
     assert_error(app.get(&format!("{missing}?page=0")).await, 401, 401).await;
-    assert_error(app.get_as(deleted, &format!("{missing}?page=0")).await, 401, 401).await;
+    assert_error(
+        app.get_as(deleted, &format!("{missing}?page=0")).await,
+        401,
+        401,
+    )
+    .await;
     assert_error(app.get_as(deleted, &lines_path(tenant, "")).await, 401, 401).await;
     // 1001 before 1004.
-    assert_error(app.get_as(partner, &format!("{missing}?page=0")).await, 200, 1001).await;
+    assert_error(
+        app.get_as(partner, &format!("{missing}?page=0")).await,
+        200,
+        1001,
+    )
+    .await;
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn unknown_paths_and_methods_answer_enveloped_404_and_405(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
-    for path in ["/agent-api/nothing", "/agent-api/tenant/x/callerline/extra", "/elsewhere"] {
+    for path in [
+        "/agent-api/nothing",
+        "/agent-api/tenant/x/callerline/extra",
+        "/elsewhere",
+    ] {
         let message = assert_error(app.get(path).await, 404, 404).await;
         assert_eq!(message, "接口不存在");
     }
-    let url = format!("{}/agent-api/tenant/{}/callerline", app.address, Uuid::new_v4());
-    for method in [reqwest::Method::POST, reqwest::Method::DELETE, reqwest::Method::PUT] {
-        let response = app.client().request(method.clone(), &url).send().await.unwrap();
+    let url = format!(
+        "{}/agent-api/tenant/{}/callerline",
+        app.address,
+        Uuid::new_v4()
+    );
+    for method in [
+        reqwest::Method::POST,
+        reqwest::Method::DELETE,
+        reqwest::Method::PUT,
+    ] {
+        let response = app
+            .client()
+            .request(method.clone(), &url)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.headers()["allow"], "GET", "{method}");
         let message = assert_error(response, 405, 405).await;
         assert_eq!(message, "请求方法不允许");

@@ -114,17 +114,26 @@ pub async fn json(response: reqwest::Response) -> Value {
 pub async fn assert_error(response: reqwest::Response, http: u16, code: i64) -> String {
     assert_eq!(response.status().as_u16(), http, "HTTP status");
     assert_eq!(
-        response.headers()["content-type"], "application/json",
+        response.headers()["content-type"],
+        "application/json",
         "error bodies are JSON"
     );
     let body = json(response).await;
     assert_eq!(body["code"], code, "{body}");
     assert_eq!(body["status"], "error", "{body}");
     assert_eq!(body["data"], serde_json::json!([]), "{body}");
-    let keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
+    let keys: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     let mut expected = vec!["code", "status", "message", "data"];
     expected.sort_unstable();
-    assert_eq!(keys, expected, "error envelope has exactly these keys: {body}");
+    assert_eq!(
+        keys, expected,
+        "error envelope has exactly these keys: {body}"
+    );
     body["message"].as_str().unwrap().to_string()
 }
 

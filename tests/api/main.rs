@@ -4,3 +4,5 @@
 
 mod callerline;
 mod helpers;
+mod legacy;
+mod operations;
