@@ -1,0 +1,103 @@
+# Finds a Postgres for the scripts in this folder and exports DATABASE_URL naming it.
+# Order (README): $DATABASE_URL if it answers; else a throwaway cluster under .data/postgres
+# (installing PostgreSQL from the OS packages if its binaries are missing); else docker compose.
+# Sourced, not run. Needs ROOT (the repository root).
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+LOCAL_PG_PORT="${AGENT_API_PG_PORT:-55432}"
+LOCAL_PG_DATA="$ROOT/.data/postgres"
+DATABASE_NAME="${AGENT_API_DB_NAME:-agent_api}"
+
+# Whether a Postgres URL accepts connections (pg_isready when present, else a TCP probe).
+database_answers() {
+  local url="$1"
+  if command -v pg_isready >/dev/null 2>&1; then
+    pg_isready -q -t 3 -d "$url"
+  else
+    local hostport host port
+    hostport="$(printf '%s' "$url" | sed -E 's#^[a-z]+://([^@/]*@)?([^/?]*).*#\2#')"
+    host="${hostport%:*}"; port="${hostport##*:}"
+    [ "$host" = "$hostport" ] && port=5432
+    timeout 3 bash -c "exec 3<>/dev/tcp/${host:-127.0.0.1}/$port" 2>/dev/null
+  fi
+}
+
+postgres_bin_dir() {
+  if command -v pg_ctl >/dev/null 2>&1 && command -v initdb >/dev/null 2>&1; then
+    dirname "$(readlink -f "$(command -v pg_ctl)")"
+    return
+  fi
+  ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 | grep . 
+}
+
+install_postgres() {
+  command -v apt-get >/dev/null 2>&1 || return 1
+  local sudo=""
+  if [ "$(id -u)" != 0 ]; then command -v sudo >/dev/null 2>&1 || return 1; sudo="sudo"; fi
+  log "installing PostgreSQL from the OS packages"
+  $sudo apt-get update -qq >&2 &&
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql postgresql-client >&2
+}
+
+# Runs a PostgreSQL server binary as an unprivileged user: Postgres refuses to run as root.
+as_postgres() {
+  if [ "$(id -u)" = 0 ]; then
+    id postgres >/dev/null 2>&1 || useradd --system --home-dir /nonexistent postgres
+    chown -R postgres "$ROOT/.data/postgres"
+    runuser -u postgres -- "$@"
+  else
+    "$@"
+  fi
+}
+
+start_local_cluster() {
+  local bin
+  bin="$(postgres_bin_dir)" || { install_postgres && bin="$(postgres_bin_dir)"; } || return 1
+  mkdir -p "$LOCAL_PG_DATA"
+  if [ ! -f "$LOCAL_PG_DATA/PG_VERSION" ]; then
+    log "creating a throwaway Postgres cluster in .data/postgres"
+    as_postgres "$bin/initdb" -D "$LOCAL_PG_DATA" -U postgres --auth=trust --encoding=UTF8 \
+      --locale=C.UTF-8 >/dev/null || return 1
+  fi
+  if ! as_postgres "$bin/pg_ctl" -D "$LOCAL_PG_DATA" status >/dev/null 2>&1; then
+    log "starting it on 127.0.0.1:$LOCAL_PG_PORT"
+    # A disposable cluster: durability traded for speed.
+    as_postgres "$bin/pg_ctl" -D "$LOCAL_PG_DATA" -l "$LOCAL_PG_DATA/server.log" -w -t 60 \
+      -o "-p $LOCAL_PG_PORT -k $LOCAL_PG_DATA -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+      start >/dev/null || { tail -n 20 "$LOCAL_PG_DATA/server.log" >&2; return 1; }
+  fi
+  export PATH="$bin:$PATH"
+  DATABASE_URL="postgres://postgres@127.0.0.1:$LOCAL_PG_PORT/$DATABASE_NAME"
+  create_database_if_missing "postgres://postgres@127.0.0.1:$LOCAL_PG_PORT/postgres"
+}
+
+start_compose_database() {
+  command -v docker >/dev/null 2>&1 && docker compose version >/dev/null 2>&1 || return 1
+  log "starting Postgres with docker compose"
+  docker compose -f "$ROOT/docker-compose.yml" up -d --wait db >&2 || return 1
+  DATABASE_URL="postgres://postgres:postgres@127.0.0.1:${AGENT_API_COMPOSE_PG_PORT:-55433}/$DATABASE_NAME"
+}
+
+create_database_if_missing() {
+  local admin_url="$1"
+  command -v psql >/dev/null 2>&1 || return 0
+  if [ -z "$(psql -Atq "$admin_url" -c "select 1 from pg_database where datname = '$DATABASE_NAME'")" ]; then
+    psql -q "$admin_url" -c "create database \"$DATABASE_NAME\"" >/dev/null
+  fi
+}
+
+ensure_database() {
+  if [ -n "${DATABASE_URL:-}" ]; then
+    if database_answers "$DATABASE_URL"; then
+      log "using DATABASE_URL"
+      export DATABASE_URL
+      return
+    fi
+    log "DATABASE_URL does not answer; looking for another database"
+  fi
+  start_local_cluster || start_compose_database ||
+    die "no Postgres: set DATABASE_URL, install PostgreSQL (initdb, pg_ctl), or docker compose"
+  export DATABASE_URL
+}
