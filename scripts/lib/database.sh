@@ -74,10 +74,25 @@ start_local_cluster() {
 }
 
 start_compose_database() {
-  command -v docker >/dev/null 2>&1 && docker compose version >/dev/null 2>&1 || return 1
-  log "starting Postgres with docker compose"
-  docker compose -f "$ROOT/docker-compose.yml" up -d --wait db >&2 || return 1
+  local compose
+  if command -v docker >/dev/null 2>&1 && docker compose version >/dev/null 2>&1; then
+    compose="docker compose"
+  elif command -v docker-compose >/dev/null 2>&1; then
+    compose="docker-compose"
+  else
+    return 1
+  fi
+  log "starting Postgres with $compose"
+  # Only the db service starts; the app's required secret need not be set for it.
+  APP__AUTH__JWT_SECRET="${APP__AUTH__JWT_SECRET:-not-used-by-the-db-service}" \
+    $compose -f "$ROOT/docker-compose.yml" up -d db >&2 || return 1
   DATABASE_URL="postgres://postgres:postgres@127.0.0.1:${AGENT_API_COMPOSE_PG_PORT:-55433}/$DATABASE_NAME"
+  local tries=0
+  until database_answers "$DATABASE_URL"; do
+    tries=$((tries + 1))
+    [ "$tries" -lt 60 ] || return 1
+    sleep 1
+  done
 }
 
 create_database_if_missing() {

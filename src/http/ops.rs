@@ -16,7 +16,7 @@ pub async fn healthz() -> HttpResponse {
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     store::ping(&state.pool)
         .await
-        .map_err(|error| ApiError::Unavailable(error))?;
+        .map_err(ApiError::Unavailable)?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })))
 }
 

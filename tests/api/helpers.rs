@@ -35,7 +35,6 @@ pub fn test_settings() -> Settings {
 pub struct TestApp {
     pub address: String,
     pub pool: PgPool,
-    pub settings: Settings,
     keys: KeyRing,
     client: reqwest::Client,
 }
@@ -62,7 +61,6 @@ impl TestApp {
             address,
             pool,
             keys: KeyRing::from_settings(&settings.auth).expect("keys load"),
-            settings,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
@@ -257,10 +255,6 @@ impl NewLine {
     }
     pub fn split_from(mut self, parent: Uuid) -> Self {
         self.parent = Some(parent);
-        self
-    }
-    pub fn named(mut self, name: &str) -> Self {
-        self.name = name.into();
         self
     }
     pub fn created(mut self, at: DateTime<Utc>) -> Self {

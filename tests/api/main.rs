@@ -2,7 +2,9 @@
 //! Postgres database (`#[sqlx::test]`, which needs `DATABASE_URL` naming a server it may
 //! create databases on). Run them with `scripts/test`.
 
+mod auth;
 mod callerline;
+mod edge;
 mod helpers;
 mod legacy;
 mod operations;

@@ -354,3 +354,60 @@ async fn sigterm_drains_and_exits_zero(pool: PgPool) {
     };
     assert_eq!(status.code(), Some(0));
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn token_issue_signs_with_a_configured_private_key_and_inspect_explains(pool: PgPool) {
+    let partner = partner(&pool).await;
+    let keys = format!("{}/tests/fixtures/keys", env!("CARGO_MANIFEST_DIR"));
+    let config = std::env::temp_dir().join(format!("agent-api-{}.toml", Uuid::new_v4()));
+    std::fs::write(
+        &config,
+        format!(
+            "[auth]\nsigning_kid = \"ed\"\n[[auth.keys]]\nkid = \"ed\"\nalgorithm = \"EdDSA\"\n\
+             public_key = \"{keys}/ed25519.pub.pem\"\nprivate_key = \"{keys}/ed25519.pem\"\n"
+        ),
+    )
+    .unwrap();
+    let url = database_url(&pool);
+    let with_config = |command: &mut Command| {
+        command.arg("--config").arg(&config);
+    };
+    let mut issue = agent_api(None);
+    with_config(&mut issue);
+    let token = run_ok(issue.args(["token", "issue", "--partner", &partner.to_string()]));
+    let header = jsonwebtoken::decode_header(token.trim()).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::EdDSA);
+    assert_eq!(header.kid.as_deref(), Some("ed"));
+
+    let mut inspect = agent_api(Some(&url));
+    with_config(&mut inspect);
+    let report = run_ok(inspect.args(["token", "inspect", token.trim()]));
+    assert!(
+        report.contains(&partner.to_string()) && report.contains("accepted"),
+        "{report}"
+    );
+
+    sqlx::query("update users set tokens_valid_after = now() + interval '1 second' where id = $1")
+        .bind(partner)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut revoked = agent_api(Some(&url));
+    with_config(&mut revoked);
+    let output = revoked
+        .args(["token", "inspect", token.trim()])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("revoked"));
+
+    let mut garbage = agent_api(None);
+    with_config(&mut garbage);
+    let output = garbage
+        .args(["token", "inspect", "nonsense"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("rejected"));
+    std::fs::remove_file(config).unwrap();
+}
