@@ -6,8 +6,8 @@
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
-LOCAL_PG_PORT="${AGENT_API_PG_PORT:-55432}"
 LOCAL_PG_DATA="$ROOT/.data/postgres"
+LOCAL_PG_PORT_FILE="$ROOT/.data/postgres.port"
 DATABASE_NAME="${AGENT_API_DB_NAME:-agent_api}"
 
 # Whether a Postgres URL accepts connections (pg_isready when present, else a TCP probe).
@@ -22,6 +22,22 @@ database_answers() {
     [ "$host" = "$hostport" ] && port=5432
     timeout 3 bash -c "exec 3<>/dev/tcp/${host:-127.0.0.1}/$port" 2>/dev/null
   fi
+}
+
+port_is_free() {
+  ! timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
+}
+
+# The local cluster keeps its port across runs; a new one takes the first free port from
+# $AGENT_API_PG_PORT (55432), so two checkouts can each have their own.
+choose_local_port() {
+  if [ -s "$LOCAL_PG_PORT_FILE" ]; then
+    LOCAL_PG_PORT="$(cat "$LOCAL_PG_PORT_FILE")"
+    return
+  fi
+  LOCAL_PG_PORT="${AGENT_API_PG_PORT:-55432}"
+  while ! port_is_free "$LOCAL_PG_PORT"; do LOCAL_PG_PORT=$((LOCAL_PG_PORT + 1)); done
+  echo "$LOCAL_PG_PORT" > "$LOCAL_PG_PORT_FILE"
 }
 
 postgres_bin_dir() {
@@ -61,7 +77,12 @@ start_local_cluster() {
     as_postgres "$bin/initdb" -D "$LOCAL_PG_DATA" -U postgres --auth=trust --encoding=UTF8 \
       --locale=C.UTF-8 >/dev/null || return 1
   fi
+  choose_local_port
   if ! as_postgres "$bin/pg_ctl" -D "$LOCAL_PG_DATA" status >/dev/null 2>&1; then
+    if ! port_is_free "$LOCAL_PG_PORT"; then
+      rm -f "$LOCAL_PG_PORT_FILE"
+      choose_local_port
+    fi
     log "starting it on 127.0.0.1:$LOCAL_PG_PORT"
     # A disposable cluster: durability traded for speed.
     as_postgres "$bin/pg_ctl" -D "$LOCAL_PG_DATA" -l "$LOCAL_PG_DATA/server.log" -w -t 60 \
