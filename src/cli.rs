@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::auth::KeyRing;
 use crate::config::Settings;
+use crate::domain::query::PageLimits;
 use crate::http::system_clock;
 use crate::startup::Application;
 use crate::{store, telemetry, tls};
@@ -38,6 +39,8 @@ pub enum Command {
     Migrate,
     /// Insert or restore the demo tenant, partner, customer and lines (idempotent).
     SeedDemo,
+    /// Print the OpenAPI document (as served at /openapi.json) on stdout.
+    Openapi,
     /// Partner tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -96,6 +99,15 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Token(TokenCommand::Inspect { token }) => inspect(&settings, &token).await,
+        Command::Openapi => {
+            let limits = PageLimits {
+                default_per_page: settings.api.default_per_page,
+                max_per_page: settings.api.max_per_page,
+            };
+            let document = crate::http::openapi::document(limits, settings.legacy.sunset_at);
+            println!("{}", document.to_pretty_json()?);
+            Ok(())
+        }
     }
 }
 

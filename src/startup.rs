@@ -10,6 +10,7 @@ use actix_web::{App, HttpServer, middleware, web};
 use anyhow::Context;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use sqlx::PgPool;
+use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
 use crate::auth::KeyRing;
 use crate::config::Settings;
@@ -44,16 +45,19 @@ impl Application {
             clock,
             metrics: prometheus(),
         });
+        metrics::gauge!("agent_api_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
         if state.rate_limits.is_some() {
             forget_idle_buckets(Arc::downgrade(&state.clone().into_inner()));
         }
         let app_state = state.clone();
+        let reference = http::openapi::document(state.page_limits, settings.legacy.sunset_at);
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
                 .wrap(middleware::Compress::default())
                 .wrap(middleware::from_fn(http::middleware::request_context))
                 .configure(http::routes)
+                .service(reference_page(reference.clone()))
                 .default_service(web::to(http::not_found))
         })
         .keep_alive(Duration::from_secs(settings.server.keep_alive_seconds))
@@ -90,6 +94,21 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// `/docs`: Swagger UI from assets inside the binary, reading `/openapi.json`; nothing is
+/// fetched from elsewhere (no validator badge), so it works offline.
+fn reference_page(document: utoipa::openapi::OpenApi) -> SwaggerUi {
+    SwaggerUi::new("/docs/{_:.*}")
+        .url("/openapi.json", document)
+        .config(
+            SwaggerConfig::default()
+                .doc_expansion("full")
+                .validator_url("none")
+                .try_it_out_enabled(true)
+                .persist_authorization(true)
+                .display_request_duration(true),
+        )
 }
 
 /// The process-wide Prometheus recorder, installed on first use.

@@ -69,11 +69,19 @@ const UNAVAILABLE_RETRY_AFTER: u64 = 1;
 /// Where the legacy route went (SPEC §3).
 pub const LEGACY_GONE_MESSAGE: &str = "该接口已下线,请使用 GET /agent-api/tenant/{id}/callerline";
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// 错误响应 · The error envelope.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody<'a> {
+    /// 错误码 · error code: 401, 1001, 1004, 404, 405, 410, 429, 500, 503
     code: u32,
+    /// `error`
+    #[schema(value_type = String, example = "error")]
     status: &'static str,
+    /// 错误信息 · message
+    #[schema(value_type = String)]
     message: Cow<'a, str>,
+    /// 恒为空数组 · always an empty array
+    #[schema(value_type = Vec<Object>, max_items = 0)]
     data: [(); 0],
 }
 
@@ -90,6 +98,17 @@ impl ApiError {
             Self::NotFound => (404, "接口不存在".into()),
             Self::MethodNotAllowed => (405, "请求方法不允许".into()),
             Self::LegacyGone => (410, LEGACY_GONE_MESSAGE.into()),
+        }
+    }
+
+    /// The envelope this error answers with.
+    pub fn body(&self) -> ErrorBody<'_> {
+        let (code, message) = self.code_and_message();
+        ErrorBody {
+            code,
+            status: "error",
+            message,
+            data: [],
         }
     }
 
@@ -135,7 +154,6 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         self.log();
-        let (code, message) = self.code_and_message();
         let mut response = HttpResponse::build(self.status_code());
         match self {
             Self::Unauthorized(_) => {
@@ -154,12 +172,7 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        response.json(ErrorBody {
-            code,
-            status: "error",
-            message,
-            data: [],
-        })
+        response.json(self.body())
     }
 }
 

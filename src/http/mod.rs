@@ -2,9 +2,11 @@
 
 pub mod authn;
 pub mod callerlines;
+pub mod conditional;
 pub mod error;
 pub mod legacy;
 pub mod middleware;
+pub mod openapi;
 pub mod ops;
 pub mod rate_limit;
 pub mod tenants;
@@ -47,13 +49,15 @@ pub fn routes(config: &mut web::ServiceConfig) {
     config
         .service(
             web::scope("/agent-api")
+                .wrap(actix_web::middleware::from_fn(conditional::etag))
                 .service(get("/tenant", tenants::list))
                 .service(get("/tenant/{id}/callerline", callerlines::list_on_tenant))
                 .service(get("/callerline", legacy::list_default_tenant)),
         )
         .service(get("/healthz", ops::healthz))
         .service(get("/readyz", ops::readyz))
-        .service(get("/metrics", ops::metrics));
+        .service(get("/metrics", ops::metrics))
+        .service(web::redirect("/docs", "/docs/"));
 }
 
 /// A GET-only resource; any other method answers the 405 envelope.

@@ -5,6 +5,7 @@ use actix_web::HttpResponse;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Serialize, Serializer};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::domain::caller_line::{CallerLine, LineUser, Tenant};
@@ -12,23 +13,36 @@ use crate::domain::page::PageMeta;
 use crate::domain::query::PageRequest;
 use crate::store::tenants::TenantSummary;
 
-#[derive(Serialize)]
-struct ListBody<T> {
+/// 成功响应 · The success envelope.
+#[derive(Serialize, ToSchema)]
+pub struct ListBody<T> {
+    /// 200
+    #[schema(example = 200)]
     code: u16,
+    /// `success`
+    #[schema(value_type = String, example = "success")]
     status: &'static str,
+    /// 提示信息 · message
+    #[schema(value_type = String)]
     message: &'static str,
     meta: Meta,
     data: Vec<T>,
 }
 
-#[derive(Serialize)]
-struct Meta {
+/// 分页信息 · Paging.
+#[derive(Serialize, ToSchema)]
+pub struct Meta {
+    /// `current_page != 1 || current_page < last_page`(沿用原接口定义 · the vendor's definition)
     has_pages: bool,
+    /// 符合条件的总数 · matching rows
     total: i64,
+    /// max(1, ceil(total / per_page))
     last_page: i64,
+    /// 请求的页码 · the requested page
     current_page: i64,
-    /// A string in the vendor's responses (`"15"`), kept so.
+    /// 每页条数,字符串 · page size, as a string (`"15"`)
     #[serde(serialize_with = "as_string")]
+    #[schema(value_type = String, example = "15", pattern = "^[1-9][0-9]*$")]
     per_page: i64,
 }
 
@@ -74,37 +88,71 @@ impl Serialize for WallClock {
     }
 }
 
-#[derive(Serialize)]
+/// 线路 · A caller line. Times are `YYYY-MM-DD HH:MM:SS` in the display zone (UTC+08:00).
+#[derive(Serialize, ToSchema)]
 pub struct LineItem<'a> {
+    /// 线路 id · line id
     id: Uuid,
+    /// 线路名称 · line name
+    #[schema(value_type = String)]
     name: &'a str,
+    /// 分配的用户,未分配为 null · the user it is allocated to, null when unallocated
+    #[schema(required = true)]
     user: Option<UserItem<'a>>,
+    /// 总并发 · total concurrency
     call_line: i32,
+    /// 最终截止时间 · final deadline
+    #[schema(required = true, value_type = Option<String>, example = "2023-06-14 00:00:00")]
     deadline_at: Option<WallClock>,
+    /// 分配时间(秒) · allocated seconds
     available_time: i64,
+    /// 开始使用时间 · when use began
+    #[schema(required = true, value_type = Option<String>, example = "2022-06-14 14:05:36")]
     begin_at: Option<WallClock>,
+    /// 可用截止 = begin_at + available_time;与 deadline_at 较早者为服务结束 · usable until; service ends at the earlier of this and deadline_at
+    #[schema(required = true, value_type = Option<String>, example = "2023-06-14 14:05:36")]
     available_at: Option<WallClock>,
+    /// 线路名(内部) · internal line name
+    #[schema(value_type = String)]
     caller_number: &'a str,
+    /// 云节点 · the cloud node
     tenant: TenantItem<'a>,
+    /// 创建时间 · created
+    #[schema(value_type = String, example = "2022-06-14 14:03:19")]
     created_at: WallClock,
+    /// 更新时间 · updated
+    #[schema(value_type = String, example = "2022-07-26 15:19:16")]
     updated_at: WallClock,
+    /// 描述 · description
+    #[schema(required = true, value_type = Option<String>)]
     description_server: Option<&'a str>,
-    /// Deprecated by the vendor; always null.
+    /// 已废弃,恒为 null · deprecated by the vendor, always null
+    #[schema(required = true, value_type = Option<String>)]
     qr_code: Option<()>,
+    /// 主叫号码,字符串 · calling number, a string
+    #[schema(required = true, value_type = Option<String>, example = "223")]
     call_number: Option<&'a str>,
 }
 
-#[derive(Serialize)]
-struct UserItem<'a> {
+/// 用户 · The user a line is allocated to.
+#[derive(Serialize, ToSchema)]
+pub struct UserItem<'a> {
+    #[schema(value_type = String)]
     name: &'a str,
+    #[schema(required = true, value_type = Option<String>)]
     email: Option<&'a str>,
+    #[schema(required = true, value_type = Option<String>)]
     phone: Option<&'a str>,
+    /// 伙伴 / 客户 / 子账户
+    #[schema(value_type = String, example = "客户")]
     type_note: &'static str,
 }
 
-#[derive(Serialize)]
-struct TenantItem<'a> {
+/// 云节点 · A cloud node.
+#[derive(Serialize, ToSchema)]
+pub struct TenantItem<'a> {
     id: Uuid,
+    #[schema(value_type = String, example = "云节点一")]
     name: &'a str,
 }
 
@@ -145,11 +193,13 @@ impl<'a> UserItem<'a> {
     }
 }
 
-/// An item of the tenant list (SPEC §2b).
-#[derive(Serialize)]
+/// 云节点 · An item of the tenant list.
+#[derive(Serialize, ToSchema)]
 pub struct TenantListItem<'a> {
     id: Uuid,
+    #[schema(value_type = String, example = "云节点一")]
     name: &'a str,
+    /// 是否默认云节点(旧接口所用) · the default node, which the legacy route serves
     is_default: bool,
 }
 

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{Listing, PartnerToken};
+use super::{Listing, PartnerToken, timed};
 use crate::domain::caller_line::{CallerLine, LineUser, Tenant, UserType};
 use crate::domain::query::{LineFilter, PageRequest};
 
@@ -54,7 +54,7 @@ pub async fn list(
 ) -> Result<LineListing, sqlx::Error> {
     // The count and the page are separate subqueries so that each gets its own plan: the count
     // an index-only scan, the page an ordered index scan that stops after `limit` rows.
-    let rows = sqlx::query_as!(
+    let statement = sqlx::query_as!(
         Row,
         r#"
         with partner as (select token_partner($1, $2) as id),
@@ -101,8 +101,8 @@ pub async fn list(
         page.per_page,
         page.offset(),
     )
-    .fetch_all(pool)
-    .await?;
+    .fetch_all(pool);
+    let rows = timed("list_caller_lines", statement).await?;
     Ok(assemble(tenant_id, rows))
 }
 

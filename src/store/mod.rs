@@ -4,7 +4,7 @@ pub mod caller_lines;
 pub mod demo;
 pub mod tenants;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -47,14 +47,25 @@ pub fn pool(url: &str, settings: &DatabaseSettings) -> Result<PgPool, sqlx::Erro
 
 /// Whether the token's partner may be served: exists, is a partner, not deleted, not revoked.
 pub async fn partner_is_active(pool: &PgPool, token: PartnerToken) -> Result<bool, sqlx::Error> {
-    let active = sqlx::query_scalar!(
-        r#"select token_partner($1, $2) is not null as "active!""#,
-        token.partner_id,
-        token.issued_at,
+    timed(
+        "partner_is_active",
+        sqlx::query_scalar!(
+            r#"select token_partner($1, $2) is not null as "active!""#,
+            token.partner_id,
+            token.issued_at,
+        )
+        .fetch_one(pool),
     )
-    .fetch_one(pool)
-    .await?;
-    Ok(active)
+    .await
+}
+
+/// Runs one statement and records its latency as `agent_api_db_query_duration_seconds`.
+async fn timed<T>(statement: &'static str, query: impl Future<Output = T>) -> T {
+    let started = Instant::now();
+    let outcome = query.await;
+    metrics::histogram!("agent_api_db_query_duration_seconds", "statement" => statement)
+        .record(started.elapsed().as_secs_f64());
+    outcome
 }
 
 /// A round trip to the database, for `/readyz`.

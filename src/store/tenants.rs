@@ -3,7 +3,7 @@
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{Listing, PartnerToken};
+use super::{Listing, PartnerToken, timed};
 use crate::domain::query::PageRequest;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,9 +15,12 @@ pub struct TenantSummary {
 
 /// The non-deleted default tenant's id, if there is one.
 pub async fn default_tenant_id(pool: &PgPool) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar!("select id from tenants where is_default and deleted_at is null")
-        .fetch_optional(pool)
-        .await
+    timed(
+        "default_tenant_id",
+        sqlx::query_scalar!("select id from tenants where is_default and deleted_at is null")
+            .fetch_optional(pool),
+    )
+    .await
 }
 
 /// `None` when the token's partner is rejected; see `caller_lines::LineListing`.
@@ -33,7 +36,7 @@ pub async fn list_for_partner(
         name: Option<String>,
         is_default: Option<bool>,
     }
-    let rows = sqlx::query_as!(
+    let statement = sqlx::query_as!(
         Row,
         r#"
         with partner as (select token_partner($1, $2) as id),
@@ -62,8 +65,8 @@ pub async fn list_for_partner(
         page.per_page,
         page.offset(),
     )
-    .fetch_all(pool)
-    .await?;
+    .fetch_all(pool);
+    let rows = timed("list_tenants", statement).await?;
     let Some(first) = rows.first().filter(|row| row.partner_ok) else {
         return Ok(None);
     };

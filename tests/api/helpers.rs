@@ -102,7 +102,7 @@ pub fn clock_at(instant: DateTime<Utc>) -> Clock {
     Arc::new(move || instant)
 }
 
-/// Parses a JSON body, failing the test on anything else.
+/// Parses a JSON body (keeping key order), failing the test on anything else.
 pub async fn json(response: reqwest::Response) -> Value {
     let text = response.text().await.expect("body is read");
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
@@ -126,11 +126,10 @@ pub async fn assert_error(response: reqwest::Response, http: u16, code: i64) -> 
         .keys()
         .map(String::as_str)
         .collect();
-    let mut expected = vec!["code", "status", "message", "data"];
-    expected.sort_unstable();
     assert_eq!(
-        keys, expected,
-        "error envelope has exactly these keys: {body}"
+        keys,
+        ["code", "status", "message", "data"],
+        "envelope keys, in order: {body}"
     );
     body["message"].as_str().unwrap().to_string()
 }

@@ -8,3 +8,4 @@ mod edge;
 mod helpers;
 mod legacy;
 mod operations;
+mod reference;

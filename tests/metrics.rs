@@ -1,0 +1,178 @@
+//! `/metrics` in its own test binary: the Prometheus recorder is process-wide, so only here do
+//! no other tests' requests move the counters under test.
+
+#[allow(dead_code)]
+#[path = "api/helpers.rs"]
+mod helpers;
+
+use std::collections::BTreeMap;
+
+use helpers::*;
+use sqlx::PgPool;
+
+const MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+const ROUTE: &str = "/agent-api/tenant/{id}/callerline";
+
+/// One sample of the Prometheus text format: `name{label="value",…} number`.
+#[derive(Debug)]
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+/// Parses the exposition text strictly: every line is a comment, blank, or a valid sample.
+fn parse(text: &str) -> Vec<Sample> {
+    text.lines()
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|line| parse_sample(line).unwrap_or_else(|| panic!("not Prometheus text: {line}")))
+        .collect()
+}
+
+fn parse_sample(line: &str) -> Option<Sample> {
+    let name_end = line.find(['{', ' '])?;
+    let name = &line[..name_end];
+    let valid_name = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    if name.is_empty() || !name.chars().all(valid_name) {
+        return None;
+    }
+    let mut labels = BTreeMap::new();
+    let mut rest = &line[name_end..];
+    if let Some(mut inner) = rest.strip_prefix('{') {
+        loop {
+            if let Some(after) = inner.strip_prefix('}') {
+                rest = after;
+                break;
+            }
+            let (key, after_key) = inner.split_once("=\"")?;
+            let mut value = String::new();
+            let mut chars = after_key.char_indices();
+            let end = loop {
+                match chars.next()? {
+                    (_, '\\') => value.push(match chars.next()?.1 {
+                        'n' => '\n',
+                        other => other,
+                    }),
+                    (index, '"') => break index,
+                    (_, c) => value.push(c),
+                }
+            };
+            labels.insert(key.trim_start_matches(',').to_string(), value);
+            inner = &after_key[end + 1..];
+        }
+    }
+    let value = rest.trim().split(' ').next()?.parse().ok()?;
+    Some(Sample {
+        name: name.to_string(),
+        labels,
+        value,
+    })
+}
+
+async fn scrape(app: &TestApp) -> Vec<Sample> {
+    let response = app.get("/metrics").await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    parse(&response.text().await.unwrap())
+}
+
+fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples
+        .iter()
+        .find(|s| {
+            s.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|s| s.value)
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn counters_move_by_exactly_the_requests_sent(pool: PgPool) {
+    let tenant = tenant(&pool, "云节点").await;
+    let partner = partner(&pool).await;
+    line(tenant, partner).insert(&pool).await;
+    let app = TestApp::spawn(pool).await;
+    let path = format!("/agent-api/tenant/{tenant}/callerline");
+    let ok = [("route", ROUTE), ("method", "GET"), ("status", "200")];
+    let unauthorized = [("route", ROUTE), ("method", "GET"), ("status", "401")];
+    let requests = "agent_api_http_requests_total";
+    let latency_count = "agent_api_http_request_duration_seconds_count";
+
+    let before = scrape(&app).await;
+    for _ in 0..3 {
+        assert_eq!(app.get_as(partner, &path).await.status(), 200);
+    }
+    for _ in 0..2 {
+        assert_eq!(app.get(&path).await.status(), 401);
+    }
+    let after = scrape(&app).await;
+    let moved = |name: &str, labels: &[(&str, &str)]| {
+        value(&after, name, labels).unwrap_or(0.0) - value(&before, name, labels).unwrap_or(0.0)
+    };
+    assert_eq!(moved(requests, &ok), 3.0);
+    assert_eq!(moved(requests, &unauthorized), 2.0);
+    assert_eq!(
+        moved(latency_count, &ok),
+        3.0,
+        "the latency histogram counts the same requests"
+    );
+    let mut inf = ok.to_vec();
+    inf.push(("le", "+Inf"));
+    assert_eq!(
+        value(
+            &after,
+            "agent_api_http_request_duration_seconds_bucket",
+            &inf
+        ),
+        value(&after, latency_count, &ok)
+    );
+    assert!(
+        moved(
+            "agent_api_db_query_duration_seconds_count",
+            &[("statement", "list_caller_lines")]
+        ) >= 3.0
+    );
+
+    for gauge in [
+        "agent_api_db_pool_connections",
+        "agent_api_db_pool_idle_connections",
+    ] {
+        assert!(value(&after, gauge, &[]).is_some(), "{gauge}");
+    }
+    assert_eq!(
+        value(
+            &after,
+            "agent_api_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        Some(1.0)
+    );
+    // Routes are templates: no ids or raw paths as label values.
+    assert!(
+        after
+            .iter()
+            .all(|s| !s.labels.values().any(|v| v.contains(&tenant.to_string())))
+    );
+}
+
+#[test]
+fn the_parser_refuses_what_prometheus_would() {
+    assert!(parse_sample("up 1").is_some());
+    assert!(parse_sample(r#"x{a="b\"c",d="{e}"} 2.5"#).is_some_and(|s| s.labels["a"] == "b\"c"));
+    for bad in [
+        "",
+        "no_value",
+        "bad-name 1",
+        r#"x{a="unterminated} 1"#,
+        "x NaNx",
+    ] {
+        assert!(parse_sample(bad).is_none(), "{bad}");
+    }
+}
