@@ -124,6 +124,18 @@ create_database_if_missing() {
   fi
 }
 
+# DATABASE_URL with its database name replaced by $1.
+database_url_named() {
+  printf '%s' "$DATABASE_URL" | sed -E "s#^([a-z]+://[^/]*)/?[^?]*#\1/$1#"
+}
+
+# A fresh, empty database $1 on DATABASE_URL's server (dropped first if it exists).
+recreate_database() {
+  command -v psql >/dev/null 2>&1 || die "psql is needed to create the database $1"
+  PGOPTIONS="--client-min-messages=warning" psql -q "$DATABASE_URL" \
+    -c "drop database if exists \"$1\"" -c "create database \"$1\"" >/dev/null
+}
+
 ensure_database() {
   if [ -n "${DATABASE_URL:-}" ]; then
     if database_answers "$DATABASE_URL"; then

@@ -73,9 +73,10 @@ pub const LEGACY_GONE_MESSAGE: &str = "该接口已下线,请使用 GET /agent-a
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorBody<'a> {
     /// 错误码 · error code: 401, 1001, 1004, 404, 405, 410, 429, 500, 503
+    #[schema(minimum = 401)]
     code: u32,
     /// `error`
-    #[schema(value_type = String, example = "error")]
+    #[schema(value_type = String, example = "error", pattern = "^error$")]
     status: &'static str,
     /// 错误信息 · message
     #[schema(value_type = String)]

@@ -17,10 +17,10 @@ use crate::store::tenants::TenantSummary;
 #[derive(Serialize, ToSchema)]
 pub struct ListBody<T> {
     /// 200
-    #[schema(example = 200)]
+    #[schema(example = 200, minimum = 200, maximum = 200)]
     code: u16,
     /// `success`
-    #[schema(value_type = String, example = "success")]
+    #[schema(value_type = String, example = "success", pattern = "^success$")]
     status: &'static str,
     /// 提示信息 · message
     #[schema(value_type = String)]
