@@ -88,3 +88,35 @@ pub async fn catch_panic(
 fn is_acceptable_request_id(value: &str) -> bool {
     !value.is_empty() && value.len() <= 128 && value.bytes().all(|b| b.is_ascii_graphic())
 }
+
+#[cfg(test)]
+mod tests {
+    use actix_web::{App, HttpResponse, body::to_bytes, middleware::from_fn, test, web};
+
+    use super::*;
+
+    async fn buggy_handler() -> HttpResponse {
+        panic!("a bug in a handler")
+    }
+
+    #[actix_web::test]
+    async fn a_panicking_handler_answers_the_500_envelope_with_the_request_id() {
+        let app = test::init_service(App::new().wrap(from_fn(request_context)).route(
+            "/boom",
+            web::get().to(buggy_handler).wrap(from_fn(catch_panic)),
+        ))
+        .await;
+        let request = test::TestRequest::get()
+            .uri("/boom")
+            .insert_header((REQUEST_ID, "trace-7"))
+            .to_request();
+        let response = test::call_service(&app, request).await;
+        assert_eq!(response.status(), 500);
+        assert_eq!(response.headers().get(&REQUEST_ID).unwrap(), "trace-7");
+        let body = to_bytes(response.into_body()).await.unwrap();
+        assert_eq!(
+            body,
+            r#"{"code":500,"status":"error","message":"服务器内部错误","data":[]}"#
+        );
+    }
+}

@@ -1,0 +1,446 @@
+//! Reliability under faults (issue: database outages, pool exhaustion, slow statements,
+//! shutdown with requests in flight, start-up before the database). Outages use a throwaway
+//! Postgres cluster that the test starts and stops itself, never the shared server.
+
+#[allow(dead_code)]
+#[path = "api/helpers.rs"]
+mod helpers;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use agent_api::http::system_clock;
+use agent_api::store;
+use helpers::*;
+use sqlx::{Connection, PgConnection, PgPool};
+use uuid::Uuid;
+
+const MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+const ACQUIRE_TIMEOUT_MS: u64 = 500;
+/// What a 503 may take beyond the acquire timeout: a connect attempt, scheduling, a slow CI.
+const MARGIN: Duration = Duration::from_millis(1500);
+
+/// A Postgres cluster of the test's own in a temporary directory, on a free port.
+struct Cluster {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Cluster {
+    fn create() -> Self {
+        let bin = postgres_bin_dir();
+        let dir = std::env::temp_dir().join(format!("agent-api-cluster-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cluster = Self { bin, dir, port };
+        if is_root() {
+            run(Command::new("chown")
+                .arg("-R")
+                .arg("postgres")
+                .arg(&cluster.dir));
+        }
+        run(cluster
+            .as_postgres("initdb")
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "-D"])
+            .arg(&cluster.dir));
+        cluster
+    }
+
+    fn as_postgres(&self, program: &str) -> Command {
+        let program = self.bin.join(program);
+        if is_root() {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(program);
+            command
+        } else {
+            Command::new(program)
+        }
+    }
+
+    fn start(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
+        run(self
+            .as_postgres("pg_ctl")
+            .args(["-w", "-t", "60", "-l"])
+            .arg(self.dir.join("server.log"))
+            .args(["-o", &options, "-D"])
+            .arg(&self.dir)
+            .arg("start"));
+    }
+
+    /// `fast`: every session is disconnected at once, as in an operator's restart.
+    fn stop(&self) {
+        run(self
+            .as_postgres("pg_ctl")
+            .args(["-w", "-m", "fast", "-D"])
+            .arg(&self.dir)
+            .arg("stop"));
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self
+            .as_postgres("pg_ctl")
+            .args(["-m", "immediate", "-D"])
+            .arg(&self.dir)
+            .arg("stop")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout.starts_with(b"0\n"))
+}
+
+/// `pg_ctl`'s directory: from PATH, else the newest /usr/lib/postgresql/*/bin.
+fn postgres_bin_dir() -> PathBuf {
+    if let Ok(output) = Command::new("sh")
+        .args(["-c", "command -v pg_ctl"])
+        .output()
+        && output.status.success()
+    {
+        let path = PathBuf::from(String::from_utf8(output.stdout).unwrap().trim());
+        return std::fs::canonicalize(path)
+            .unwrap()
+            .parent()
+            .unwrap()
+            .to_path_buf();
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL server binaries (scripts/test installs them)")
+        .map(|entry| entry.unwrap().path().join("bin"))
+        .collect();
+    versions.sort();
+    versions.pop().expect("a PostgreSQL version")
+}
+
+fn run(command: &mut Command) {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn quick_settings(settings: &mut agent_api::config::Settings) {
+    settings.database.acquire_timeout_ms = ACQUIRE_TIMEOUT_MS;
+}
+
+/// A listed line for a fresh partner; returns (partner, list path).
+async fn one_line(pool: &PgPool) -> (Uuid, String) {
+    let tenant = tenant(pool, "云节点").await;
+    let partner = partner(pool).await;
+    line(tenant, partner).insert(pool).await;
+    (partner, format!("/agent-api/tenant/{tenant}/callerline"))
+}
+
+/// What a request answered: HTTP status, envelope code, and how long it took.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    code: i64,
+    elapsed: Duration,
+    retry_after: bool,
+}
+
+async fn ask(app: &TestApp, authorization: &str, path: &str) -> Answer {
+    let started = Instant::now();
+    let response = app.request(path, Some(authorization)).await;
+    let status = response.status().as_u16();
+    let retry_after = response.headers().contains_key("retry-after");
+    let body = json(response).await;
+    Answer {
+        status,
+        code: body["code"].as_i64().unwrap(),
+        elapsed: started.elapsed(),
+        retry_after,
+    }
+}
+
+fn assert_200_or_prompt_503(answer: &Answer) {
+    match (answer.status, answer.code) {
+        (200, 200) => {}
+        (503, 503) => assert!(answer.retry_after, "503 carries Retry-After: {answer:?}"),
+        _ => panic!("only 200 or the 503 envelope: {answer:?}"),
+    }
+    assert!(
+        answer.elapsed < Duration::from_millis(ACQUIRE_TIMEOUT_MS) + MARGIN,
+        "answered within the acquire timeout: {answer:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_database_outage_answers_503_promptly_and_recovers_without_a_restart() {
+    let cluster = Cluster::create();
+    cluster.start();
+    let mut settings = test_settings();
+    quick_settings(&mut settings);
+    let pool = store::pool(&cluster.url(), &settings.database).unwrap();
+    MIGRATOR.run(&pool).await.unwrap();
+    let (partner, path) = one_line(&pool).await;
+    let app = Arc::new(TestApp::spawn_with(pool, quick_settings, system_clock()).await);
+    let authorization = format!("Bearer {}", app.token_for(partner));
+    assert_eq!(ask(&app, &authorization, &path).await.code, 200);
+
+    // Steady polling, as a partner's integration does, through the whole outage.
+    let running = Arc::new(AtomicBool::new(true));
+    let poller = {
+        let (app, running) = (app.clone(), running.clone());
+        let (authorization, path) = (authorization.clone(), path.clone());
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while running.load(Ordering::Relaxed) && Instant::now() < deadline {
+                answers.push(ask(&app, &authorization, &path).await);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            answers
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.stop();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), 503, "not ready while the database is down");
+    cluster.start();
+    let restarted = Instant::now();
+    let recovered = loop {
+        let answer = ask(&app, &authorization, &path).await;
+        if answer.code == 200 {
+            break restarted.elapsed();
+        }
+        assert!(
+            restarted.elapsed() < Duration::from_secs(10),
+            "no recovery: {answer:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    running.store(false, Ordering::Relaxed);
+    let answers = poller.await.unwrap();
+    answers.iter().for_each(assert_200_or_prompt_503);
+    let unavailable = answers.iter().filter(|a| a.status == 503).count();
+    assert!(unavailable > 0, "the outage was seen: {answers:?}");
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    println!(
+        "outage: {} answers ({unavailable} × 503), recovered {recovered:?} after restart",
+        answers.len()
+    );
+}
+
+/// Holds an exclusive lock on caller_lines, so every list statement waits behind it.
+async fn lock_caller_lines(pool: &PgPool) -> PgConnection {
+    let mut locker = PgConnection::connect(&database_url(pool)).await.unwrap();
+    sqlx::raw_sql("begin; lock table caller_lines in access exclusive mode")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    locker
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn an_exhausted_pool_answers_503_after_the_acquire_timeout_then_recovers(pool: PgPool) {
+    let (partner, path) = one_line(&pool).await;
+    let mut settings = test_settings();
+    settings.database.max_connections = 2;
+    quick_settings(&mut settings);
+    let own_pool = store::pool(&database_url(&pool), &settings.database).unwrap();
+    let app = Arc::new(
+        TestApp::spawn_with(
+            own_pool.clone(),
+            |s| {
+                s.database.max_connections = 2;
+                quick_settings(s);
+            },
+            system_clock(),
+        )
+        .await,
+    );
+    let authorization = format!("Bearer {}", app.token_for(partner));
+    assert_eq!(ask(&app, &authorization, &path).await.code, 200, "warm");
+
+    let mut locker = lock_caller_lines(&pool).await;
+    let requests: Vec<_> = (0..6)
+        .map(|_| {
+            let (app, authorization, path) = (app.clone(), authorization.clone(), path.clone());
+            tokio::spawn(async move { ask(&app, &authorization, &path).await })
+        })
+        .collect();
+    // Longer than the acquire timeout: the four without a connection have been answered.
+    tokio::time::sleep(Duration::from_millis(ACQUIRE_TIMEOUT_MS) + MARGIN).await;
+    sqlx::raw_sql("commit").execute(&mut locker).await.unwrap();
+    let mut answers = Vec::new();
+    for request in requests {
+        answers.push(request.await.unwrap());
+    }
+    let unavailable: Vec<_> = answers.iter().filter(|a| a.status == 503).collect();
+    assert_eq!(unavailable.len(), 4, "{answers:?}");
+    unavailable.iter().for_each(|a| assert_200_or_prompt_503(a));
+    assert_eq!(
+        answers.iter().filter(|a| a.code == 200).count(),
+        2,
+        "{answers:?}"
+    );
+    assert_eq!(
+        ask(&app, &authorization, &path).await.code,
+        200,
+        "normal traffic resumes"
+    );
+    own_pool.close().await; // so the test database can be dropped
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_statement_past_its_timeout_is_cancelled_with_503(pool: PgPool) {
+    let (partner, path) = one_line(&pool).await;
+    let mut settings = test_settings();
+    settings.database.statement_timeout_ms = 300;
+    let own_pool = store::pool(&database_url(&pool), &settings.database).unwrap();
+    let app = TestApp::spawn_with(
+        own_pool.clone(),
+        |s| s.database.statement_timeout_ms = 300,
+        system_clock(),
+    )
+    .await;
+    let authorization = format!("Bearer {}", app.token_for(partner));
+    let locker = lock_caller_lines(&pool).await;
+    let answer = ask(&app, &authorization, &path).await;
+    assert_eq!((answer.status, answer.code), (503, 503), "{answer:?}");
+    assert!(answer.elapsed < Duration::from_secs(3), "{answer:?}");
+    drop(locker);
+    assert_eq!(
+        ask(&app, &authorization, &path).await.code,
+        200,
+        "the connection is usable again"
+    );
+    own_pool.close().await; // so the test database can be dropped
+}
+
+/// `agent-api serve` on a free port; returns the child and its port once it logs that it serves.
+fn spawn_serve(database_url: &str, extra_env: &[(&str, &str)]) -> (std::process::Child, u16) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_agent-api"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", database_url)
+        .env("APP__AUTH__JWT_SECRET", SECRET)
+        .env("APP__SERVER__HOST", "127.0.0.1")
+        .env("APP__SERVER__PORT", "0")
+        .env("APP__RATE_LIMIT__ENABLED", "false")
+        .envs(extra_env.iter().copied())
+        .arg("serve")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = command.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let port = loop {
+        let line = lines.next().expect("serve logs until it listens").unwrap();
+        let event: serde_json::Value = serde_json::from_str(&line).expect("JSON log lines");
+        if event["fields"]["message"] == "agent-api serving" {
+            break event["fields"]["port"].as_u64().unwrap() as u16;
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, port)
+}
+
+fn wait_for_exit(child: &mut std::process::Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "the process did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn sigterm_lets_requests_in_flight_finish_then_exits_zero(pool: PgPool) {
+    let (partner, path) = one_line(&pool).await;
+    let (mut child, port) = spawn_serve(&database_url(&pool), &[]);
+    let keys = agent_api::auth::KeyRing::from_settings(&test_settings().auth).unwrap();
+    let token = keys
+        .issue(partner, Duration::from_secs(600), None, chrono::Utc::now())
+        .unwrap();
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}{path}");
+
+    let mut locker = lock_caller_lines(&pool).await;
+    let in_flight: Vec<_> = (0..3)
+        .map(|_| {
+            let request = client.get(&url).bearer_auth(&token).send();
+            tokio::spawn(async move { request.await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await; // all three wait on the lock
+    run(Command::new("kill").args(["-TERM", &child.id().to_string()]));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(child.try_wait().unwrap().is_none(), "still draining");
+    sqlx::raw_sql("commit").execute(&mut locker).await.unwrap();
+    for request in in_flight {
+        assert_eq!(
+            request.await.unwrap().unwrap(),
+            200,
+            "an in-flight request completed"
+        );
+    }
+    assert_eq!(
+        wait_for_exit(&mut child, Duration::from_secs(20)).code(),
+        Some(0)
+    );
+}
+
+#[tokio::test]
+async fn serve_waits_for_a_database_that_is_not_up_yet() {
+    let cluster = Cluster::create();
+    let url = cluster.url();
+    let starter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(2));
+        cluster.start();
+        cluster
+    });
+    let started = Instant::now();
+    let (mut child, port) = spawn_serve(&url, &[("APP__DATABASE__STARTUP_WAIT_SECONDS", "30")]);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "it waited for the database"
+    );
+    let cluster = starter.join().unwrap();
+    let ready = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    run(Command::new("kill").args(["-TERM", &child.id().to_string()]));
+    assert_eq!(
+        wait_for_exit(&mut child, Duration::from_secs(20)).code(),
+        Some(0)
+    );
+    drop(cluster);
+}
