@@ -77,8 +77,12 @@ start_local_cluster() {
     as_postgres "$bin/initdb" -D "$LOCAL_PG_DATA" -U postgres --auth=trust --encoding=UTF8 \
       --locale=C.UTF-8 >/dev/null || return 1
   fi
-  choose_local_port
-  if ! as_postgres "$bin/pg_ctl" -D "$LOCAL_PG_DATA" status >/dev/null 2>&1; then
+  if as_postgres "$bin/pg_ctl" -D "$LOCAL_PG_DATA" status >/dev/null 2>&1; then
+    # Already running: its own record of the port it listens on is the truth.
+    LOCAL_PG_PORT="$(sed -n 4p "$LOCAL_PG_DATA/postmaster.pid")"
+    echo "$LOCAL_PG_PORT" > "$LOCAL_PG_PORT_FILE"
+  else
+    choose_local_port
     if ! port_is_free "$LOCAL_PG_PORT"; then
       rm -f "$LOCAL_PG_PORT_FILE"
       choose_local_port

@@ -52,34 +52,61 @@ pub async fn list(
     filter: LineFilter,
     page: PageRequest,
 ) -> Result<LineListing, sqlx::Error> {
-    // The count and the page are separate subqueries so that each gets its own plan: the count
-    // an index-only scan, the page an ordered index scan that stops after `limit` rows.
+    // One statement, planned once per connection (the pool forces generic plans), whose cost
+    // does not grow with the partner's size:
+    // - `total` comes from caller_line_counts (kept by a trigger), or counts one user's lines;
+    // - the page is read from whichever end of the listing index is nearer, so the last page
+    //   of 100,000 lines costs what the first does;
+    // - rows are filtered by the path's ids directly (index conditions the planner can see);
+    //   a rejected partner or missing tenant discards them in `assemble`.
     let statement = sqlx::query_as!(
         Row,
         r#"
         with partner as (select token_partner($1, $2) as id),
-        tenant as (
-            select id, name from tenants where id = $3 and deleted_at is null
+        tenant as (select id, name from tenants where id = $3 and deleted_at is null),
+        counted as (
+            select case
+                when $4::uuid is null then coalesce((
+                    select case $5::boolean when true then c.unallocated
+                                            when false then c.listed - c.unallocated
+                                            else c.listed end
+                    from caller_line_counts c where c.partner_id = $1 and c.tenant_id = $3), 0)
+                -- A user's lines are all allocated: unused=true matches none of them.
+                else (select count(*) from caller_lines l
+                      where l.partner_id = $1 and l.tenant_id = $3 and l.user_id = $4
+                        and l.parent_id is null and l.deleted_at is null
+                        and $5::boolean is not true)
+            end as total
+        ),
+        bounds as (
+            -- rows after the page start, clamped so that no page number can overflow
+            select $7::bigint <= total / 2 as forward, total - least($7::bigint, total) as rest
+            from counted
         ),
         page as (
-            select l.id from caller_lines l
-            where l.partner_id = (select id from partner)
-              and l.tenant_id = (select id from tenant)
-              and l.parent_id is null and l.deleted_at is null
-              and ($4::uuid is null or l.user_id = $4)
-              and ($5::boolean is null or (l.user_id is null) = $5)
-            order by l.created_at, l.id
-            limit $6 offset $7
+            (select l.id from caller_lines l
+             where l.partner_id = $1 and l.tenant_id = $3
+               and l.parent_id is null and l.deleted_at is null
+               and ($4::uuid is null or l.user_id = $4)
+               and ($5::boolean is null or (l.user_id is null) = $5)
+               and (select forward from bounds)
+             order by l.created_at, l.id
+             limit $6 offset $7)
+            union all
+            (select l.id from caller_lines l
+             where l.partner_id = $1 and l.tenant_id = $3
+               and l.parent_id is null and l.deleted_at is null
+               and ($4::uuid is null or l.user_id = $4)
+               and ($5::boolean is null or (l.user_id is null) = $5)
+               and not (select forward from bounds)
+             order by l.created_at desc, l.id desc
+             limit (select least($6::bigint, rest) from bounds)
+             offset (select greatest(rest - $6::bigint, 0) from bounds))
         )
         select
             (select id from partner) is not null as "partner_ok!",
             (select name from tenant) as tenant_name,
-            (select count(*) from caller_lines l
-             where l.partner_id = (select id from partner)
-               and l.tenant_id = (select id from tenant)
-               and l.parent_id is null and l.deleted_at is null
-               and ($4::uuid is null or l.user_id = $4)
-               and ($5::boolean is null or (l.user_id is null) = $5)) as "total!",
+            (select total from counted) as "total!",
             l.id as "id?", l.name as "name?", l.call_line as "call_line?",
             l.deadline_at as "deadline_at?", l.available_time as "available_time?",
             l.begin_at as "begin_at?", l.caller_number as "caller_number?",

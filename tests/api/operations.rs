@@ -411,3 +411,54 @@ async fn token_issue_signs_with_a_configured_private_key_and_inspect_explains(po
     assert!(String::from_utf8_lossy(&output.stderr).contains("rejected"));
     std::fs::remove_file(config).unwrap();
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn line_counts_follow_every_kind_of_change(pool: PgPool) {
+    let tenant_a = tenant(&pool, "甲").await;
+    let tenant_b = super::helpers::tenant(&pool, "乙").await;
+    let partner = partner(&pool).await;
+    let other = super::helpers::partner(&pool).await;
+    let customer = user(&pool, partner, "customer", "客户").await;
+    let first = line(tenant_a, partner).insert(&pool).await;
+    let second = line(tenant_a, partner).user(customer).insert(&pool).await;
+    line(tenant_b, other).insert(&pool).await;
+    let changes = [
+        format!("update caller_lines set user_id = '{customer}' where id = '{first}'"),
+        format!("update caller_lines set user_id = null where id = '{second}'"),
+        format!("update caller_lines set deleted_at = now() where id = '{first}'"),
+        format!("update caller_lines set deleted_at = null where id = '{first}'"),
+        format!("select split_caller_line('{first}', 1)"),
+        format!("update caller_lines set tenant_id = '{tenant_b}' where id = '{second}'"),
+        format!("update caller_lines set partner_id = '{other}' where id = '{second}'"),
+        format!("update caller_lines set parent_id = '{first}' where id = '{second}'"),
+        format!("update caller_lines set name = 'renamed' where id = '{first}'"),
+        format!("delete from caller_lines where parent_id = '{first}'"),
+        format!("delete from caller_lines where id = '{second}'"),
+        "truncate caller_lines cascade".to_string(),
+    ];
+    let mismatch = "select count(*) from ( \
+            (select partner_id, tenant_id, listed, unallocated from caller_line_counts \
+             where listed > 0 \
+             except \
+             select partner_id, tenant_id, count(*), count(*) filter (where user_id is null) \
+             from caller_lines where parent_id is null and deleted_at is null group by 1, 2) \
+            union all \
+            (select partner_id, tenant_id, count(*), count(*) filter (where user_id is null) \
+             from caller_lines where parent_id is null and deleted_at is null group by 1, 2 \
+             except \
+             select partner_id, tenant_id, listed, unallocated from caller_line_counts \
+             where listed > 0)) differences";
+    for change in changes {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(change.clone()))
+            .execute(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{change}: {e}"));
+        let differences: i64 = sqlx::query_scalar(mismatch).fetch_one(&pool).await.unwrap();
+        assert_eq!(differences, 0, "counts drifted after: {change}");
+    }
+    let left: i64 = sqlx::query_scalar("select count(*) from caller_line_counts")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "truncate clears the counts");
+}
