@@ -79,13 +79,14 @@ def list_statement():
 
 
 class Service:
-    def __init__(self, database_url, pool_size):
+    def __init__(self, database_url, pool_size, log_level):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
         env = app_env(database_url, APP__SERVER__HOST="127.0.0.1", APP__SERVER__PORT=self.port,
-                      APP__RATE_LIMIT__ENABLED="false", APP__LOG__LEVEL="warn",
+                      APP__RATE_LIMIT__ENABLED="false", APP__LOG__LEVEL=log_level,
                       APP__DATABASE__MAX_CONNECTIONS=pool_size)
+        # Logs are formatted and written as in production, to /dev/null.
         self.process = subprocess.Popen([BIN, "serve"], env=env, stdout=subprocess.DEVNULL)
         for _ in range(200):
             try:
@@ -135,6 +136,8 @@ def pgbench(database_url, statement, rows, connections, seconds):
         sql = sql.replace(f"${n}", f":p{n}")
     with tempfile.TemporaryDirectory() as directory:
         script = Path(directory) / "list.sql"
+        # pgbench reads a statement from one line: drop the -- comments, then join.
+        sql = "\n".join(line.split("--", 1)[0] for line in sql.splitlines())
         script.write_text(" ".join(sql.split()) + ";\n")
         processes = []
         for n in range(connections):
@@ -179,7 +182,7 @@ def load(args, database_url):
     statement = list_statement()
     plan = scenarios(database_url)
     tokens = tokens_for([p for _, rows in plan for p, _, _ in rows], database_url)
-    service = Service(database_url, args.pool)
+    service = Service(database_url, args.pool, args.log_level)
     results = []
     try:
         for name, rows in plan:
@@ -210,7 +213,7 @@ def soak(args, database_url):
     tokens = tokens_for([p for p, _, _ in rows], database_url)
     targets = [(f"/agent-api/tenant/{t}/callerline?page={page}&per_page=15", tokens[p])
                for p, t, page in rows]
-    service = Service(database_url, args.pool)
+    service = Service(database_url, args.pool, args.log_level)
     try:
         wrk(service.port, targets, 8, 3)  # warm caches and the pool
         rss_start = service.memory_kib("VmRSS")
@@ -237,6 +240,8 @@ def main():
     parser.add_argument("--seconds", type=int)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--pool", type=int, default=10, help="the service's pool size")
+    parser.add_argument("--log-level", default="info",
+                        help="the service's log level (info, the default, logs every request)")
     parser.add_argument("--reload", action="store_true", help="regenerate the data set")
     args = parser.parse_args()
     args.connections = args.connections or (32 if args.mode == "load" else 64)
