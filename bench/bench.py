@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -214,21 +215,33 @@ def soak(args, database_url):
     targets = [(f"/agent-api/tenant/{t}/callerline?page={page}&per_page=15", tokens[p])
                for p, t, page in rows]
     service = Service(database_url, args.pool, args.log_level)
+    samples = []
     try:
-        wrk(service.port, targets, 8, 3)  # warm caches and the pool
+        # Warm up at full concurrency, so connection buffers and the pool are already there.
+        wrk(service.port, targets, args.connections, 10)
         rss_start = service.memory_kib("VmRSS")
         log(f"soak: {args.connections} connections for {args.seconds} s")
+        sampler = threading.Thread(target=lambda: sample_rss(service, args.seconds, samples))
+        sampler.start()
         measured = wrk(service.port, targets, args.connections, args.seconds)
+        sampler.join()
         rss_end = service.memory_kib("VmRSS")
     finally:
         service.stop()
     print(f"\nsoak: {args.connections} connections, {measured['seconds']:.0f} s, "
-          f"{len(targets)} targets")
+          f"{len(targets)} targets (typical partners, hot partner first and last pages)")
     print(f"requests served  {measured['requests']:.0f} ({measured['rps']:.0f}/s)")
     print(f"errors           {measured['errors']:.0f}")
     print(f"latency p50/p99  {measured['p50_ms']:.1f} / {measured['p99_ms']:.1f} ms "
           f"(max {measured['max_ms']:.1f})")
     print(f"RSS start/end    {rss_start / 1024:.1f} / {rss_end / 1024:.1f} MiB")
+    print("RSS every 10 s   " + " ".join(f"{kib / 1024:.1f}" for kib in samples) + " MiB")
+
+
+def sample_rss(service, seconds, samples):
+    for _ in range(seconds // 10):
+        time.sleep(10)
+        samples.append(service.memory_kib("VmRSS"))
 
 
 def main():
