@@ -106,6 +106,19 @@ pub fn document(limits: PageLimits, sunset_at: DateTime<FixedOffset>) -> OpenApi
         .schema("CallerLineList", ListBody::<LineItem>::schema())
         .schema("TenantList", ListBody::<TenantListItem>::schema())
         .schema("Error", super::error::ErrorBody::schema())
+        // Any path: an unknown one under /agent-api/, or a method other than GET.
+        .response(
+            "NotFound",
+            error_response("接口不存在 · no such endpoint", ApiError::NotFound, None),
+        )
+        .response(
+            "MethodNotAllowed",
+            error_response(
+                "请求方法不允许 · only GET is allowed",
+                ApiError::MethodNotAllowed,
+                Some(("Allow", "GET")),
+            ),
+        )
         .security_scheme(
             "bearer",
             SecurityScheme::Http(
@@ -132,7 +145,9 @@ pub fn document(limits: PageLimits, sunset_at: DateTime<FixedOffset>) -> OpenApi
                      The partner API of the cloud call-centre platform: the caller lines a \
                      partner owns on each cloud node. Business errors ride on HTTP 200 and are \
                      told apart by `code` (1001 bad parameter, 1004 no such cloud node); \
-                     authentication, rate-limit and availability errors use their HTTP status.",
+                     authentication, rate-limit and availability errors use their HTTP status. \
+                     Unknown paths answer 404 and other methods 405, in the same envelope \
+                     (components `NotFound`, `MethodNotAllowed`).",
                 ))
                 .build(),
         )

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{Listing, PartnerToken, timed};
+use super::{Listing, PartnerToken, on_connection};
 use crate::domain::caller_line::{CallerLine, LineUser, Tenant, UserType};
 use crate::domain::query::{LineFilter, PageRequest};
 
@@ -59,9 +59,10 @@ pub async fn list(
     //   of 100,000 lines costs what the first does;
     // - rows are filtered by the path's ids directly (index conditions the planner can see);
     //   a rejected partner or missing tenant discards them in `assemble`.
-    let statement = sqlx::query_as!(
-        Row,
-        r#"
+    let rows = on_connection(pool, "list_caller_lines", async |connection| {
+        sqlx::query_as!(
+            Row,
+            r#"
         with partner as (select token_partner($1, $2) as id),
         tenant as (select id, name from tenants where id = $3 and deleted_at is null),
         counted as (
@@ -120,16 +121,18 @@ pub async fn list(
         left join users u on u.id = l.user_id
         order by l.created_at, l.id
         "#,
-        token.partner_id,
-        token.issued_at,
-        tenant_id,
-        filter.user_id,
-        filter.unused,
-        page.per_page,
-        page.offset(),
-    )
-    .fetch_all(pool);
-    let rows = timed("list_caller_lines", statement).await?;
+            token.partner_id,
+            token.issued_at,
+            tenant_id,
+            filter.user_id,
+            filter.unused,
+            page.per_page,
+            page.offset(),
+        )
+        .fetch_all(connection)
+        .await
+    })
+    .await?;
     Ok(assemble(tenant_id, rows))
 }
 

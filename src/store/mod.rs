@@ -7,8 +7,8 @@ pub mod tenants;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::config::DatabaseSettings;
@@ -47,25 +47,57 @@ pub fn pool(url: &str, settings: &DatabaseSettings) -> Result<PgPool, sqlx::Erro
 
 /// Whether the token's partner may be served: exists, is a partner, not deleted, not revoked.
 pub async fn partner_is_active(pool: &PgPool, token: PartnerToken) -> Result<bool, sqlx::Error> {
-    timed(
-        "partner_is_active",
+    on_connection(pool, "partner_is_active", async |connection| {
         sqlx::query_scalar!(
             r#"select token_partner($1, $2) is not null as "active!""#,
             token.partner_id,
             token.issued_at,
         )
-        .fetch_one(pool),
-    )
+        .fetch_one(connection)
+        .await
+    })
     .await
 }
 
-/// Runs one statement and records its latency as `agent_api_db_query_duration_seconds`.
-async fn timed<T>(statement: &'static str, query: impl Future<Output = T>) -> T {
+/// Runs one statement on a pooled connection, recording how long it waited for the connection
+/// (`agent_api_db_pool_acquire_seconds`, and `agent_api_db_pool_waiting` meanwhile) and how
+/// long the statement took (`agent_api_db_query_duration_seconds`).
+async fn on_connection<T>(
+    pool: &PgPool,
+    statement: &'static str,
+    query: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+) -> Result<T, sqlx::Error> {
     let started = Instant::now();
-    let outcome = query.await;
+    let connection = {
+        let _waiting = Waiting::begin();
+        pool.acquire().await
+    };
+    metrics::histogram!("agent_api_db_pool_acquire_seconds")
+        .record(started.elapsed().as_secs_f64());
+    let mut connection = connection?;
+    let started = Instant::now();
+    let outcome = query(&mut connection).await;
     metrics::histogram!("agent_api_db_query_duration_seconds", "statement" => statement)
         .record(started.elapsed().as_secs_f64());
     outcome
+}
+
+/// One request waiting for a pooled connection; counted down even when the request is
+/// abandoned mid-wait.
+struct Waiting(metrics::Gauge);
+
+impl Waiting {
+    fn begin() -> Self {
+        let gauge = metrics::gauge!("agent_api_db_pool_waiting");
+        gauge.increment(1.0);
+        Self(gauge)
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
 }
 
 /// A round trip to the database, for `/readyz`.

@@ -3,7 +3,7 @@
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{Listing, PartnerToken, timed};
+use super::{Listing, PartnerToken, on_connection};
 use crate::domain::query::PageRequest;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,11 +15,11 @@ pub struct TenantSummary {
 
 /// The non-deleted default tenant's id, if there is one.
 pub async fn default_tenant_id(pool: &PgPool) -> Result<Option<Uuid>, sqlx::Error> {
-    timed(
-        "default_tenant_id",
+    on_connection(pool, "default_tenant_id", async |connection| {
         sqlx::query_scalar!("select id from tenants where is_default and deleted_at is null")
-            .fetch_optional(pool),
-    )
+            .fetch_optional(connection)
+            .await
+    })
     .await
 }
 
@@ -36,9 +36,10 @@ pub async fn list_for_partner(
         name: Option<String>,
         is_default: Option<bool>,
     }
-    let statement = sqlx::query_as!(
-        Row,
-        r#"
+    let rows = on_connection(pool, "list_tenants", async |connection| {
+        sqlx::query_as!(
+            Row,
+            r#"
         with partner as (select token_partner($1, $2) as id),
         visible as (
             select t.id, t.name, t.is_default, t.created_at from tenants t
@@ -60,13 +61,15 @@ pub async fn list_for_partner(
         left join page p on true
         order by p.created_at, p.id
         "#,
-        token.partner_id,
-        token.issued_at,
-        page.per_page,
-        page.offset(),
-    )
-    .fetch_all(pool);
-    let rows = timed("list_tenants", statement).await?;
+            token.partner_id,
+            token.issued_at,
+            page.per_page,
+            page.offset(),
+        )
+        .fetch_all(connection)
+        .await
+    })
+    .await?;
     let Some(first) = rows.first().filter(|row| row.partner_ok) else {
         return Ok(None);
     };

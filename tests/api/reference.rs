@@ -81,6 +81,18 @@ async fn every_documented_example_is_what_the_server_answers(pool: PgPool) {
         unauthorized["error"]["value"]
     );
 
+    for (component, path) in [("NotFound", "/agent-api/nothing"), ("MethodNotAllowed", "")] {
+        let example = &document["components"]["responses"][component]["content"]["application/json"]
+            ["examples"]["error"]["value"];
+        let answered = if path.is_empty() {
+            let url = format!("{}{}", app.address, demo_lines(""));
+            json(app.client().post(url).send().await.unwrap()).await
+        } else {
+            json(app.get(path).await).await
+        };
+        assert_eq!(&answered, example, "{component}");
+    }
+
     let gone = TestApp::spawn_with(
         pool,
         |s| s.legacy.callerline = LegacyMode::Off,
