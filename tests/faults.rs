@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use agent_api::http::system_clock;
 use agent_api::store;
 use helpers::*;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -206,7 +205,7 @@ async fn a_database_outage_answers_503_promptly_and_recovers_without_a_restart()
     let pool = store::pool(&cluster.url(), &settings.database).unwrap();
     MIGRATOR.run(&pool).await.unwrap();
     let (partner, path) = one_line(&pool).await;
-    let app = Arc::new(TestApp::spawn_with(pool, quick_settings, system_clock()).await);
+    let app = Arc::new(TestApp::configured(pool, quick_settings).await);
     let authorization = format!("Bearer {}", app.token_for(partner));
     assert_eq!(ask(&app, &authorization, &path).await.code, 200);
 
@@ -273,14 +272,10 @@ async fn an_exhausted_pool_answers_503_after_the_acquire_timeout_then_recovers(p
     quick_settings(&mut settings);
     let own_pool = store::pool(&database_url(&pool), &settings.database).unwrap();
     let app = Arc::new(
-        TestApp::spawn_with(
-            own_pool.clone(),
-            |s| {
-                s.database.max_connections = 2;
-                quick_settings(s);
-            },
-            system_clock(),
-        )
+        TestApp::configured(own_pool.clone(), |s| {
+            s.database.max_connections = 2;
+            quick_settings(s);
+        })
         .await,
     );
     let authorization = format!("Bearer {}", app.token_for(partner));
@@ -322,12 +317,8 @@ async fn a_statement_past_its_timeout_is_cancelled_with_503(pool: PgPool) {
     let mut settings = test_settings();
     settings.database.statement_timeout_ms = 300;
     let own_pool = store::pool(&database_url(&pool), &settings.database).unwrap();
-    let app = TestApp::spawn_with(
-        own_pool.clone(),
-        |s| s.database.statement_timeout_ms = 300,
-        system_clock(),
-    )
-    .await;
+    let app =
+        TestApp::configured(own_pool.clone(), |s| s.database.statement_timeout_ms = 300).await;
     let authorization = format!("Bearer {}", app.token_for(partner));
     let locker = lock_caller_lines(&pool).await;
     let answer = ask(&app, &authorization, &path).await;

@@ -95,17 +95,13 @@ async fn every_bad_token_is_the_same_401(pool: PgPool) {
     let customer = user(&pool, partner, "customer", "客户").await;
     let deleted = super::helpers::partner(&pool).await;
     let revoked = super::helpers::partner(&pool).await;
-    sqlx::query("update users set deleted_at = now() where id = $1")
-        .bind(deleted)
-        .execute(&pool)
-        .await
-        .unwrap();
+    soft_delete_user(&pool, deleted).await;
     sqlx::query("update users set tokens_valid_after = now() where id = $1")
         .bind(revoked)
         .execute(&pool)
         .await
         .unwrap();
-    let app = TestApp::spawn_with(pool, with_public_keys, agent_api::http::system_clock()).await;
+    let app = TestApp::configured(pool, with_public_keys).await;
 
     let rsa_public_as_secret = {
         let header = json!({"alg": "RS256", "typ": "JWT", "kid": "rsa"});
@@ -269,14 +265,10 @@ async fn times_within_the_leeway_are_accepted(pool: PgPool) {
 async fn issuer_and_audience_are_checked_when_configured(pool: PgPool) {
     let partner = partner(&pool).await;
     let path = listed(&pool, partner).await;
-    let app = TestApp::spawn_with(
-        pool,
-        |s| {
-            s.auth.issuer = Some("portal".into());
-            s.auth.audience = Some("agent-api".into());
-        },
-        agent_api::http::system_clock(),
-    )
+    let app = TestApp::configured(pool, |s| {
+        s.auth.issuer = Some("portal".into());
+        s.auth.audience = Some("agent-api".into());
+    })
     .await;
     let with = |iss: Option<&str>, aud: Option<&str>| {
         let mut claims = claims(partner);
@@ -308,7 +300,7 @@ async fn issuer_and_audience_are_checked_when_configured(pool: PgPool) {
 async fn external_issuers_keys_are_selected_by_kid_so_keys_rotate(pool: PgPool) {
     let partner = partner(&pool).await;
     let path = listed(&pool, partner).await;
-    let app = TestApp::spawn_with(pool, with_public_keys, agent_api::http::system_clock()).await;
+    let app = TestApp::configured(pool, with_public_keys).await;
     let signed = [
         (
             "rsa",
@@ -398,15 +390,11 @@ async fn a_partner_over_its_rate_limit_gets_429_then_recovers(pool: PgPool) {
     let partner = partner(&pool).await;
     let other = super::helpers::partner(&pool).await;
     let path = listed(&pool, partner).await;
-    let app = TestApp::spawn_with(
-        pool,
-        |s| {
-            s.rate_limit.enabled = true;
-            s.rate_limit.per_second = 1;
-            s.rate_limit.burst = 3;
-        },
-        agent_api::http::system_clock(),
-    )
+    let app = TestApp::configured(pool, |s| {
+        s.rate_limit.enabled = true;
+        s.rate_limit.per_second = 1;
+        s.rate_limit.burst = 3;
+    })
     .await;
     let token = format!("Bearer {}", app.token_for(partner));
     for n in 0..3 {
@@ -433,15 +421,11 @@ async fn a_partner_over_its_rate_limit_gets_429_then_recovers(pool: PgPool) {
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn failed_authentication_is_limited_per_client_address(pool: PgPool) {
-    let app = TestApp::spawn_with(
-        pool,
-        |s| {
-            s.rate_limit.enabled = true;
-            s.rate_limit.anonymous_per_second = 1;
-            s.rate_limit.anonymous_burst = 2;
-        },
-        agent_api::http::system_clock(),
-    )
+    let app = TestApp::configured(pool, |s| {
+        s.rate_limit.enabled = true;
+        s.rate_limit.anonymous_per_second = 1;
+        s.rate_limit.anonymous_burst = 2;
+    })
     .await;
     let path = format!("/agent-api/tenant/{}/callerline", Uuid::new_v4());
     assert_eq!(app.get(&path).await.status(), 401);

@@ -253,11 +253,9 @@ async fn the_display_time_zone_is_configurable(pool: PgPool) {
         .created(Utc.with_ymd_and_hms(2023, 12, 31, 16, 0, 0).unwrap())
         .insert(&pool)
         .await;
-    let app = TestApp::spawn_with(
-        pool,
-        |settings| settings.api.display_timezone = chrono_tz::UTC,
-        agent_api::http::system_clock(),
-    )
+    let app = TestApp::configured(pool, |settings| {
+        settings.api.display_timezone = chrono_tz::UTC
+    })
     .await;
     let body = json(app.get_as(partner, &lines_path(tenant, "")).await).await;
     assert_eq!(body["data"][0]["created_at"], "2023-12-31 16:00:00");
@@ -337,14 +335,10 @@ async fn rule_breaking_parameters_answer_1001_naming_the_parameter(pool: PgPool)
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn the_page_size_limit_is_configurable(pool: PgPool) {
     let (tenant, partner, lines) = partner_with_lines(&pool, 3).await;
-    let app = TestApp::spawn_with(
-        pool,
-        |settings| {
-            settings.api.max_per_page = 2;
-            settings.api.default_per_page = 1;
-        },
-        agent_api::http::system_clock(),
-    )
+    let app = TestApp::configured(pool, |settings| {
+        settings.api.max_per_page = 2;
+        settings.api.default_per_page = 1;
+    })
     .await;
     let body = json(app.get_as(partner, &lines_path(tenant, "")).await).await;
     assert_eq!(ids(&body), lines[..1]);
@@ -362,11 +356,7 @@ async fn the_page_size_limit_is_configurable(pool: PgPool) {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_missing_deleted_or_malformed_tenant_is_1004(pool: PgPool) {
     let (tenant, partner, _) = partner_with_lines(&pool, 1).await;
-    sqlx::query("update tenants set deleted_at = now() where id = $1")
-        .bind(tenant)
-        .execute(&pool)
-        .await
-        .unwrap();
+    soft_delete_tenant(&pool, tenant).await;
     let app = TestApp::spawn(pool).await;
     for path in [
         lines_path(tenant, ""),
@@ -383,11 +373,7 @@ async fn a_missing_deleted_or_malformed_tenant_is_1004(pool: PgPool) {
 async fn errors_come_in_the_specified_order(pool: PgPool) {
     let (tenant, partner, _) = partner_with_lines(&pool, 1).await;
     let deleted = super::helpers::partner(&pool).await;
-    sqlx::query("update users set deleted_at = now() where id = $1")
-        .bind(deleted)
-        .execute(&pool)
-        .await
-        .unwrap();
+    soft_delete_user(&pool, deleted).await;
     let app = TestApp::spawn(pool).await;
     let missing = "/agent-api/tenant/nope/callerline";
     // 401 before 1001 and 1004, even for a well-signed token of a deleted partner.

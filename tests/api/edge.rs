@@ -41,14 +41,10 @@ async fn https_serves_the_same_envelopes_and_refuses_plain_http(pool: PgPool) {
     let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&cert_path, certified.cert.pem()).unwrap();
     std::fs::write(&key_path, certified.signing_key.serialize_pem()).unwrap();
-    let app = TestApp::spawn_with(
-        pool,
-        |s| {
-            s.tls.cert_path = Some(cert_path.clone());
-            s.tls.key_path = Some(key_path.clone());
-        },
-        agent_api::http::system_clock(),
-    )
+    let app = TestApp::configured(pool, |s| {
+        s.tls.cert_path = Some(cert_path.clone());
+        s.tls.key_path = Some(key_path.clone());
+    })
     .await;
     let port = port_of(&app);
     let client = reqwest::Client::builder()
@@ -96,12 +92,7 @@ async fn an_oversized_header_is_refused_not_hung(pool: PgPool) {
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_client_that_never_finishes_its_request_is_cut_off(pool: PgPool) {
-    let app = TestApp::spawn_with(
-        pool,
-        |s| s.server.client_request_timeout_ms = 500,
-        agent_api::http::system_clock(),
-    )
-    .await;
+    let app = TestApp::configured(pool, |s| s.server.client_request_timeout_ms = 500).await;
     let started = std::time::Instant::now();
     // Half a request head, then silence.
     let answer = raw_exchange(port_of(&app), b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await;

@@ -41,7 +41,12 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn(pool: PgPool) -> Self {
-        Self::spawn_with(pool, |_| {}, system_clock()).await
+        Self::configured(pool, |_| {}).await
+    }
+
+    /// The app with adjusted settings and the system clock.
+    pub async fn configured(pool: PgPool, configure: impl FnOnce(&mut Settings)) -> Self {
+        Self::spawn_with(pool, configure, system_clock()).await
     }
 
     pub async fn spawn_with(
@@ -186,6 +191,22 @@ pub async fn default_tenant(pool: &PgPool, name: &str) -> Uuid {
         .await
         .unwrap();
     id
+}
+
+pub async fn soft_delete_user(pool: &PgPool, id: Uuid) {
+    sqlx::query("update users set deleted_at = now() where id = $1")
+        .bind(id)
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+pub async fn soft_delete_tenant(pool: &PgPool, id: Uuid) {
+    sqlx::query("update tenants set deleted_at = now() where id = $1")
+        .bind(id)
+        .execute(pool)
+        .await
+        .unwrap();
 }
 
 pub async fn partner(pool: &PgPool) -> Uuid {

@@ -125,11 +125,7 @@ async fn on_serves_after_the_sunset_and_off_is_gone_before_it(pool: PgPool) {
 async fn authentication_comes_before_gone_and_errors_carry_the_headers(pool: PgPool) {
     let (default, _, partner, _) = two_tenants(&pool).await;
     let deleted = super::helpers::partner(&pool).await;
-    sqlx::query("update users set deleted_at = now() where id = $1")
-        .bind(deleted)
-        .execute(&pool)
-        .await
-        .unwrap();
+    soft_delete_user(&pool, deleted).await;
     let gone = app_at(pool.clone(), LegacyMode::Off, sunset()).await;
     let anonymous = gone.get("/agent-api/callerline").await;
     assert_gone_headers(&anonymous, default);
@@ -205,11 +201,7 @@ async fn the_tenant_list_shows_tenants_with_listed_lines_and_the_default(pool: P
         .await;
     line(deleted, partner).insert(&pool).await;
     line(others, stranger).insert(&pool).await;
-    sqlx::query("update tenants set deleted_at = now() where id = $1")
-        .bind(deleted)
-        .execute(&pool)
-        .await
-        .unwrap();
+    soft_delete_tenant(&pool, deleted).await;
     let app = TestApp::spawn(pool).await;
 
     let body = json(app.get_as(partner, "/agent-api/tenant").await).await;

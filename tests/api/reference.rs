@@ -93,12 +93,7 @@ async fn every_documented_example_is_what_the_server_answers(pool: PgPool) {
         assert_eq!(&answered, example, "{component}");
     }
 
-    let gone = TestApp::spawn_with(
-        pool,
-        |s| s.legacy.callerline = LegacyMode::Off,
-        agent_api::http::system_clock(),
-    )
-    .await;
+    let gone = TestApp::configured(pool, |s| s.legacy.callerline = LegacyMode::Off).await;
     let retired = examples(&document, "/agent-api/callerline", "410");
     assert_eq!(
         json(gone.get_as(partner, "/agent-api/callerline").await).await,
