@@ -34,10 +34,15 @@ pub fn pool(url: &str, settings: &DatabaseSettings) -> Result<PgPool, sqlx::Erro
     let options: PgConnectOptions = url
         .parse::<PgConnectOptions>()?
         .application_name("agent-api")
-        .options([(
-            "statement_timeout",
-            settings.statement_timeout_ms.to_string(),
-        )]);
+        .options([
+            (
+                "statement_timeout",
+                settings.statement_timeout_ms.to_string(),
+            ),
+            // The statements are written to plan well without their parameters' values, so
+            // each is planned once per connection instead of on every execution.
+            ("plan_cache_mode", "force_generic_plan".to_string()),
+        ]);
     Ok(PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .min_connections(settings.min_connections)

@@ -462,3 +462,19 @@ async fn line_counts_follow_every_kind_of_change(pool: PgPool) {
         .unwrap();
     assert_eq!(left, 0, "truncate clears the counts");
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn pool_connections_carry_the_statement_timeout_and_generic_plans(pool: PgPool) {
+    let mut settings = test_settings();
+    settings.database.statement_timeout_ms = 1234;
+    let own_pool = store::pool(&database_url(&pool), &settings.database).unwrap();
+    let (timeout, plans): (String, String) = sqlx::query_as(
+        "select current_setting('statement_timeout'), current_setting('plan_cache_mode')",
+    )
+    .fetch_one(&own_pool)
+    .await
+    .unwrap();
+    assert_eq!(timeout, "1234ms");
+    assert_eq!(plans, "force_generic_plan");
+    own_pool.close().await;
+}
