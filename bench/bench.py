@@ -130,8 +130,10 @@ def pgbench(database_url, statement, rows, connections, seconds):
 
     One pgbench process per connection, each bound to one target through -D variables, so the
     statement and its parameters are exactly the handler's (pgbench 15 cannot mix -M prepared
-    with several scripts). The absent filters ($4, $5) are written as null.
+    with several scripts). The absent filters ($4, $5) are written as null. Sessions plan as
+    the service's pool does (plan_cache_mode=force_generic_plan).
     """
+    env = dict(os.environ, PGOPTIONS="-c plan_cache_mode=force_generic_plan")
     sql = statement.replace("$4", "null").replace("$5", "null")
     for n in (7, 6, 3, 2, 1):
         sql = sql.replace(f"${n}", f":p{n}")
@@ -149,7 +151,7 @@ def pgbench(database_url, statement, rows, connections, seconds):
             processes.append(subprocess.Popen(
                 ["pgbench", "-n", "-M", "prepared", "-c1", "-j1", f"-T{seconds}", *defines,
                  "-f", str(script), database_url],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
         tps = 0.0
         for process in processes:
             output, errors = process.communicate()
