@@ -12,7 +12,6 @@ use uuid::Uuid;
 
 use crate::auth::KeyRing;
 use crate::config::Settings;
-use crate::domain::query::PageLimits;
 use crate::http::system_clock;
 use crate::startup::Application;
 use crate::{store, telemetry, tls};
@@ -100,11 +99,10 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Token(TokenCommand::Inspect { token }) => inspect(&settings, &token).await,
         Command::Openapi => {
-            let limits = PageLimits {
-                default_per_page: settings.api.default_per_page,
-                max_per_page: settings.api.max_per_page,
-            };
-            let document = crate::http::openapi::document(limits, settings.legacy.sunset_at);
+            let document = crate::http::openapi::document(
+                settings.api.page_limits(),
+                settings.legacy.sunset_at,
+            );
             println!("{}", document.to_pretty_json()?);
             Ok(())
         }

@@ -12,6 +12,8 @@ use jsonwebtoken::Algorithm;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::domain::query::PageLimits;
+
 /// Where `load` looks for a file when none is named; a missing default file is not an error.
 pub const DEFAULT_CONFIG_FILE: &str = "config/agent-api.toml";
 
@@ -256,6 +258,15 @@ impl Settings {
             .as_ref()
             .map(|url| url.expose_secret())
             .ok_or_else(|| ConfigError("DATABASE_URL is required".into()))
+    }
+}
+
+impl ApiSettings {
+    pub fn page_limits(&self) -> PageLimits {
+        PageLimits {
+            default_per_page: self.default_per_page,
+            max_per_page: self.max_per_page,
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use actix_web::dev::{Server, ServerHandle};
+use actix_web::dev::Server;
 use actix_web::{App, HttpServer, middleware, web};
 use anyhow::Context;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -14,7 +14,6 @@ use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
 use crate::auth::KeyRing;
 use crate::config::Settings;
-use crate::domain::query::PageLimits;
 use crate::http::rate_limit::RateLimits;
 use crate::http::{self, AppState, Clock};
 use crate::tls;
@@ -35,10 +34,7 @@ impl Application {
         let state = web::Data::new(AppState {
             pool,
             keys: KeyRing::from_settings(&settings.auth)?,
-            page_limits: PageLimits {
-                default_per_page: settings.api.default_per_page,
-                max_per_page: settings.api.max_per_page,
-            },
+            page_limits: settings.api.page_limits(),
             display_timezone: settings.api.display_timezone,
             legacy: settings.legacy.clone(),
             rate_limits: RateLimits::from_settings(&settings.rate_limit),
@@ -83,12 +79,7 @@ impl Application {
         self.port
     }
 
-    /// Stops the server from outside (tests); `serve` stops on SIGTERM/SIGINT.
-    pub fn handle(&self) -> ServerHandle {
-        self.server.handle()
-    }
-
-    /// Runs until a signal or `handle().stop()`, letting in-flight requests finish.
+    /// Runs until SIGTERM or SIGINT, letting in-flight requests finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }

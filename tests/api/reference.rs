@@ -4,7 +4,6 @@
 use std::io::Read;
 
 use agent_api::config::LegacyMode;
-use agent_api::domain::query::PageLimits;
 use agent_api::store::demo;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -36,11 +35,8 @@ async fn openapi_json_is_the_document_built_from_the_code(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let served = json(app.get("/openapi.json").await).await;
     let settings = test_settings();
-    let limits = PageLimits {
-        default_per_page: settings.api.default_per_page,
-        max_per_page: settings.api.max_per_page,
-    };
-    let built = agent_api::http::openapi::document(limits, settings.legacy.sunset_at);
+    let built =
+        agent_api::http::openapi::document(settings.api.page_limits(), settings.legacy.sunset_at);
     assert_eq!(served, serde_json::to_value(built).unwrap());
     assert_eq!(served["openapi"], "3.1.0");
 }
