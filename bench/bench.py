@@ -80,13 +80,14 @@ def list_statement():
 
 
 class Service:
-    def __init__(self, database_url, pool_size, log_level):
+    def __init__(self, database_url, pool_size, log_level, listing_cache):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
         env = app_env(database_url, APP__SERVER__HOST="127.0.0.1", APP__SERVER__PORT=self.port,
                       APP__RATE_LIMIT__ENABLED="false", APP__LOG__LEVEL=log_level,
-                      APP__DATABASE__MAX_CONNECTIONS=pool_size)
+                      APP__DATABASE__MAX_CONNECTIONS=pool_size,
+                      APP__LISTING_CACHE__ENABLED=str(listing_cache == "on").lower())
         # Logs are formatted and written as in production, to /dev/null.
         self.process = subprocess.Popen([BIN, "serve"], env=env, stdout=subprocess.DEVNULL)
         for _ in range(200):
@@ -185,7 +186,7 @@ def load(args, database_url):
     statement = list_statement()
     plan = scenarios(database_url)
     tokens = tokens_for([p for _, rows in plan for p, _, _ in rows], database_url)
-    service = Service(database_url, args.pool, args.log_level)
+    service = Service(database_url, args.pool, args.log_level, args.listing_cache)
     results = []
     try:
         for name, rows in plan:
@@ -216,7 +217,7 @@ def soak(args, database_url):
     tokens = tokens_for([p for p, _, _ in rows], database_url)
     targets = [(f"/agent-api/tenant/{t}/callerline?page={page}&per_page=15", tokens[p])
                for p, t, page in rows]
-    service = Service(database_url, args.pool, args.log_level)
+    service = Service(database_url, args.pool, args.log_level, args.listing_cache)
     samples = []
     try:
         # Warm up at full concurrency, so connection buffers and the pool are already there.
@@ -257,6 +258,8 @@ def main():
     parser.add_argument("--pool", type=int, default=10, help="the service's pool size")
     parser.add_argument("--log-level", default="info",
                         help="the service's log level (info, the default, logs every request)")
+    parser.add_argument("--listing-cache", choices=["on", "off"], default="on",
+                        help="the service's page cache (on, the default, as in production)")
     parser.add_argument("--reload", action="store_true", help="regenerate the data set")
     args = parser.parse_args()
     args.connections = args.connections or (32 if args.mode == "load" else 64)

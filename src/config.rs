@@ -25,6 +25,7 @@ pub struct Settings {
     pub api: ApiSettings,
     pub legacy: LegacySettings,
     pub rate_limit: RateLimitSettings,
+    pub listing_cache: ListingCacheSettings,
     #[serde(default)]
     pub tls: TlsSettings,
     pub log: LogSettings,
@@ -142,6 +143,14 @@ pub struct RateLimitSettings {
     pub anonymous_burst: u32,
 }
 
+/// Rendered caller-line pages kept in memory while the database's change feed is connected.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ListingCacheSettings {
+    pub enabled: bool,
+    /// Bound on the bytes of pages kept.
+    pub max_bytes: u64,
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct TlsSettings {
     pub cert_path: Option<PathBuf>,
@@ -242,6 +251,11 @@ impl Settings {
                 "rate_limit rates and bursts must be at least 1 (set rate_limit.enabled = false to turn limiting off)".into(),
             ));
         }
+        if self.listing_cache.max_bytes < 64 * 1024 {
+            return Err(ConfigError(
+                "listing_cache.max_bytes must be at least 65536 (set listing_cache.enabled = false to keep no pages)".into(),
+            ));
+        }
         if self.tls.cert_path.is_some() != self.tls.key_path.is_some() {
             return Err(ConfigError(
                 "tls.cert_path (APP__TLS__CERT_PATH) and tls.key_path (APP__TLS__KEY_PATH) must be set together".into(),
@@ -309,6 +323,8 @@ fn defaults() -> Result<config::ConfigBuilder<config::builder::DefaultState>, Co
         .set_default("rate_limit.burst", 40)?
         .set_default("rate_limit.anonymous_per_second", 5)?
         .set_default("rate_limit.anonymous_burst", 20)?
+        .set_default("listing_cache.enabled", true)?
+        .set_default("listing_cache.max_bytes", 16 * 1024 * 1024)?
         .set_default("log.format", "json")?
         .set_default("log.level", "info")
         .map_err(describe)
@@ -345,6 +361,8 @@ mod tests {
             "2023-02-01T00:00:00+08:00"
         );
         assert!(settings.rate_limit.enabled);
+        assert!(settings.listing_cache.enabled);
+        assert_eq!(settings.listing_cache.max_bytes, 16 * 1024 * 1024);
         assert_eq!(settings.api.default_per_page, 15);
         assert_eq!(settings.api.max_per_page, 100);
         assert_eq!(settings.api.display_timezone, chrono_tz::Asia::Shanghai);
@@ -389,6 +407,10 @@ mod tests {
             (
                 vec![("APP__TLS__CERT_PATH", "/tmp/cert.pem")],
                 "tls.key_path",
+            ),
+            (
+                vec![("APP__LISTING_CACHE__MAX_BYTES", "1000")],
+                "listing_cache.max_bytes",
             ),
         ];
         for (pairs, named) in cases {

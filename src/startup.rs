@@ -14,9 +14,10 @@ use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
 use crate::auth::KeyRing;
 use crate::config::Settings;
+use crate::http::listing_cache::ListingCache;
 use crate::http::rate_limit::RateLimits;
 use crate::http::{self, AppState, Clock};
-use crate::tls;
+use crate::{store, tls};
 
 pub struct Application {
     server: Server,
@@ -31,6 +32,16 @@ impl Application {
         clock: Clock,
     ) -> anyhow::Result<Self> {
         let port = listener.local_addr()?.port();
+        let listing_cache = settings.listing_cache.enabled.then(|| {
+            let cache = Arc::new(ListingCache::new(settings.listing_cache.max_bytes));
+            let follower = Arc::downgrade(&cache);
+            store::changes::follow(&pool, move |change| {
+                if let Some(cache) = follower.upgrade() {
+                    cache.apply(change);
+                }
+            });
+            cache
+        });
         let state = web::Data::new(AppState {
             pool,
             keys: KeyRing::from_settings(&settings.auth)?,
@@ -40,6 +51,7 @@ impl Application {
             rate_limits: RateLimits::from_settings(&settings.rate_limit),
             clock,
             metrics: prometheus(),
+            listing_cache,
         });
         metrics::gauge!("agent_api_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
         housekeeping(Arc::downgrade(&state.clone().into_inner()));

@@ -153,6 +153,12 @@ fn quick_settings(settings: &mut agent_api::config::Settings) {
     settings.database.acquire_timeout_ms = ACQUIRE_TIMEOUT_MS;
 }
 
+/// For the tests that make the database slow with a lock: a lock announces no change, so a page
+/// kept in memory would be answered without the database.
+fn every_read_from_the_database(settings: &mut agent_api::config::Settings) {
+    settings.listing_cache.enabled = false;
+}
+
 /// A listed line for a fresh partner; returns (partner, list path).
 async fn one_line(pool: &PgPool) -> (Uuid, String) {
     let tenant = tenant(pool, "云节点").await;
@@ -275,6 +281,7 @@ async fn an_exhausted_pool_answers_503_after_the_acquire_timeout_then_recovers(p
         TestApp::configured(own_pool.clone(), |s| {
             s.database.max_connections = 2;
             quick_settings(s);
+            every_read_from_the_database(s);
         })
         .await,
     );
@@ -317,8 +324,11 @@ async fn a_statement_past_its_timeout_is_cancelled_with_503(pool: PgPool) {
     let mut settings = test_settings();
     settings.database.statement_timeout_ms = 300;
     let own_pool = store::pool(&database_url(&pool), &settings.database).unwrap();
-    let app =
-        TestApp::configured(own_pool.clone(), |s| s.database.statement_timeout_ms = 300).await;
+    let app = TestApp::configured(own_pool.clone(), |s| {
+        s.database.statement_timeout_ms = 300;
+        every_read_from_the_database(s);
+    })
+    .await;
     let authorization = format!("Bearer {}", app.token_for(partner));
     let locker = lock_caller_lines(&pool).await;
     let answer = ask(&app, &authorization, &path).await;

@@ -49,7 +49,7 @@ pub struct PageLimits {
 }
 
 /// `page` and `per_page`, validated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PageRequest {
     pub page: i64,
     pub per_page: i64,
@@ -81,7 +81,7 @@ impl PageRequest {
 }
 
 /// The caller-line filters, `user_id` and `unused`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct LineFilter {
     pub user_id: Option<Uuid>,
     /// `Some(true)`: only unallocated lines; `Some(false)`: only allocated ones.

@@ -6,7 +6,8 @@ use uuid::Uuid;
 use super::AppState;
 use super::authn::Authenticated;
 use super::error::ApiError;
-use super::wire::{LineItem, list_response};
+use super::listing_cache::{Lookup, PageKey};
+use super::wire::{LineItem, json_ok, list_body};
 use crate::auth::Rejection;
 use crate::domain::query::{InvalidParameter, LineFilter, PageRequest, QueryParams};
 use crate::store::{self, PartnerToken, caller_lines::LineListing};
@@ -37,6 +38,18 @@ pub async fn list_lines(
         Ok(parsed) => parsed,
         Err(invalid) => return Err(reject_parameters(state, token, invalid).await),
     };
+    // Only an existing tenant's page is kept, so only those are looked up.
+    let lookup = match (state.listing_cache.as_deref(), tenant_id) {
+        (Some(cache), Some(tenant_id)) => {
+            cache.lookup(PageKey::new(token, tenant_id, filter, page))
+        }
+        _ => Lookup::Bypass,
+    };
+    let pending = match lookup {
+        Lookup::Hit(body) => return Ok(json_ok(body)),
+        Lookup::Miss(pending) => Some(pending),
+        Lookup::Bypass => None,
+    };
     match store::caller_lines::list(&state.pool, token, tenant_id, filter, page).await? {
         LineListing::PartnerRejected => Err(Rejection::PartnerRejected.into()),
         LineListing::TenantMissing => Err(ApiError::TenantNotFound),
@@ -46,7 +59,11 @@ pub async fn list_lines(
                 .iter()
                 .map(|line| LineItem::new(line, &tenant, state.display_timezone))
                 .collect();
-            Ok(list_response("查看线路成功", page, listing.total, items))
+            let body = list_body("查看线路成功", page, listing.total, items)?;
+            if let Some(pending) = pending {
+                pending.keep(body.clone());
+            }
+            Ok(json_ok(body))
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod callerlines;
 pub mod conditional;
 pub mod error;
 pub mod legacy;
+pub mod listing_cache;
 pub mod middleware;
 pub mod openapi;
 pub mod ops;
@@ -24,6 +25,7 @@ use crate::auth::KeyRing;
 use crate::config::LegacySettings;
 use crate::domain::query::PageLimits;
 use error::ApiError;
+use listing_cache::ListingCache;
 use rate_limit::RateLimits;
 
 /// The time source of the legacy sunset, injected so it can be tested at any instant. Token
@@ -43,6 +45,8 @@ pub struct AppState {
     pub rate_limits: Option<RateLimits>,
     pub clock: Clock,
     pub metrics: PrometheusHandle,
+    /// Rendered caller-line pages; `None` when `cache.enabled` is off.
+    pub listing_cache: Option<Arc<ListingCache>>,
 }
 
 pub fn routes(config: &mut web::ServiceConfig) {

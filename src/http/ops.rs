@@ -12,12 +12,22 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
-/// The database answers; 503 (with `Retry-After`) while it does not.
+/// The database answers; 503 (with `Retry-After`) while it does not. The body also says
+/// whether list pages are being cached: `live`, `bypassed` while the change feed is down (every
+/// read goes to the database), or `disabled` by configuration.
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     store::ping(&state.pool)
         .await
         .map_err(ApiError::Unavailable)?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })))
+    let listing_cache = match state.listing_cache.as_deref() {
+        Some(cache) if cache.is_live() => "live",
+        Some(_) => "bypassed",
+        None => "disabled",
+    };
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "status": "ready",
+        "listing_cache": listing_cache,
+    })))
 }
 
 /// Prometheus text exposition.

@@ -2,6 +2,7 @@
 //! fields in declaration order, so the order below is the contract.
 
 use actix_web::http::header::ContentType;
+use actix_web::web::Bytes;
 use actix_web::{HttpResponse, ResponseError};
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use chrono_tz::Tz;
@@ -59,6 +60,19 @@ pub fn list_response<T: Serialize>(
     total: i64,
     data: Vec<T>,
 ) -> HttpResponse {
+    match list_body(message, page, total, data) {
+        Ok(body) => json_ok(body),
+        Err(error) => error.error_response(),
+    }
+}
+
+/// The JSON text of the 200 envelope, for responses rendered once and sent many times.
+pub fn list_body<T: Serialize>(
+    message: &'static str,
+    page: PageRequest,
+    total: i64,
+    data: Vec<T>,
+) -> Result<Bytes, ApiError> {
     let meta = PageMeta::new(page, total);
     let body = ListBody {
         code: 200,
@@ -75,12 +89,15 @@ pub fn list_response<T: Serialize>(
     };
     // Sized for a typical line (~650 bytes) so a page is written without regrowing.
     let mut json = Vec::with_capacity(256 + 700 * body.data.len());
-    match serde_json::to_writer(&mut json, &body) {
-        Ok(()) => HttpResponse::Ok()
-            .content_type(ContentType::json())
-            .body(json),
-        Err(error) => ApiError::Internal(error.into()).error_response(),
-    }
+    serde_json::to_writer(&mut json, &body).map_err(|error| ApiError::Internal(error.into()))?;
+    Ok(json.into())
+}
+
+/// A 200 with a JSON body.
+pub fn json_ok(body: Bytes) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .body(body)
 }
 
 /// `YYYY-MM-DD HH:MM:SS` wall-clock time in the display zone.

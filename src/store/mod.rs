@@ -1,6 +1,7 @@
 //! Everything that speaks SQL: the pool, migrations, and one module per table family.
 
 pub mod caller_lines;
+pub mod changes;
 pub mod demo;
 pub mod tenants;
 

@@ -75,8 +75,13 @@ impl TestApp {
 
     /// A valid one-hour token for `partner`, issued now.
     pub fn token_for(&self, partner: Uuid) -> String {
+        self.token_issued(partner, Utc::now())
+    }
+
+    /// A token for `partner` issued at `issued_at`, valid for an hour from then.
+    pub fn token_issued(&self, partner: Uuid, issued_at: DateTime<Utc>) -> String {
         self.keys
-            .issue(partner, Duration::from_secs(3600), None, Utc::now())
+            .issue(partner, Duration::from_secs(3600), None, issued_at)
             .expect("token issues")
     }
 
@@ -99,6 +104,29 @@ impl TestApp {
 
     pub fn client(&self) -> &reqwest::Client {
         &self.client
+    }
+
+    /// Waits until `/readyz` reports the listing cache in `state` (`live`, `bypassed`, …).
+    pub async fn await_listing_cache(&self, state: &str) {
+        eventually(&format!("the listing cache is {state}"), || async {
+            let ready = json(self.get("/readyz").await).await;
+            ready["listing_cache"] == state
+        })
+        .await;
+    }
+}
+
+/// Polls `condition` until it holds, failing the test after 10 s. For what the service learns
+/// asynchronously, such as the database's change announcements.
+pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !condition().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -3,6 +3,7 @@
 //! create databases on). Run them with `scripts/test`.
 
 mod auth;
+mod cache;
 mod callerline;
 mod edge;
 mod helpers;

@@ -192,6 +192,11 @@ async fn a_matching_etag_gets_304_and_a_change_changes_the_etag(pool: PgPool) {
     .execute(&pool)
     .await
     .unwrap();
+    // The service hears of the change asynchronously (its listing cache), within milliseconds.
+    eventually("the changed page is sent", || async {
+        get(Some(tag.clone())).await.status() != 304
+    })
+    .await;
     let changed = get(Some(tag.clone())).await;
     assert_eq!(changed.status(), 200);
     assert_ne!(changed.headers()["etag"], tag.as_str());

@@ -1,0 +1,156 @@
+//! The listing cache: pages served from memory only while the database's change feed says
+//! nothing has changed. A write made with triggers disabled is the probe: it is not announced,
+//! so a page that does not show it was served from memory.
+
+use agent_api::store::MIGRATOR;
+use chrono::{TimeDelta, Utc};
+use serde_json::Value;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::helpers::{TestApp, assert_error, eventually, json, line, partner, tenant};
+
+struct Setup {
+    app: TestApp,
+    pool: PgPool,
+    path: String,
+    partner: Uuid,
+    line: Uuid,
+}
+
+async fn setup(pool: PgPool, configure: impl FnOnce(&mut agent_api::config::Settings)) -> Setup {
+    let tenant = tenant(&pool, "云节点").await;
+    let partner = partner(&pool).await;
+    let line = line(tenant, partner).insert(&pool).await;
+    let app = TestApp::configured(pool.clone(), configure).await;
+    Setup {
+        app,
+        pool,
+        path: format!("/agent-api/tenant/{tenant}/callerline"),
+        partner,
+        line,
+    }
+}
+
+impl Setup {
+    async fn line_name(&self) -> Value {
+        let body = json(self.app.get_as(self.partner, &self.path).await).await;
+        body["data"][0]["name"].clone()
+    }
+
+    /// Renames the line without firing any trigger, so no change is announced.
+    async fn rename_unannounced(&self, name: &str) {
+        let mut transaction = self.pool.begin().await.unwrap();
+        sqlx::query("set local session_replication_role = replica")
+            .execute(&mut *transaction)
+            .await
+            .unwrap();
+        self.rename_on(&mut transaction, name).await;
+        transaction.commit().await.unwrap();
+    }
+
+    async fn rename(&self, name: &str) {
+        let mut connection = self.pool.acquire().await.unwrap();
+        self.rename_on(&mut connection, name).await;
+    }
+
+    async fn rename_on(&self, connection: &mut sqlx::PgConnection, name: &str) {
+        sqlx::query("update caller_lines set name = $1 where id = $2")
+            .bind(name)
+            .bind(self.line)
+            .execute(connection)
+            .await
+            .unwrap();
+    }
+
+    async fn await_name(&self, name: &str) {
+        eventually(&format!("the page shows {name}"), || async {
+            self.line_name().await == name
+        })
+        .await;
+    }
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn pages_come_from_memory_until_a_change_is_announced(pool: PgPool) {
+    let setup = setup(pool, |_| {}).await;
+    setup.app.await_listing_cache("live").await;
+    assert_eq!(setup.line_name().await, "线路");
+
+    setup.rename_unannounced("unannounced").await;
+    assert_eq!(setup.line_name().await, "线路", "served from memory");
+
+    setup.rename("announced").await;
+    setup.await_name("announced").await;
+
+    // The README's repair after a load with triggers off announces itself.
+    setup.rename_unannounced("restored").await;
+    sqlx::query("select rebuild_caller_line_counts()")
+        .execute(&setup.pool)
+        .await
+        .unwrap();
+    setup.await_name("restored").await;
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_revoked_token_is_not_served_from_memory(pool: PgPool) {
+    let setup = setup(pool, |_| {}).await;
+    let app = &setup.app;
+    app.await_listing_cache("live").await;
+    let old = app.token_issued(setup.partner, Utc::now() - TimeDelta::seconds(60));
+    let path = setup.path.as_str();
+    let get_with =
+        |token: String| async move { app.request(path, Some(&format!("Bearer {token}"))).await };
+    assert_eq!(get_with(old.clone()).await.status(), 200);
+
+    sqlx::query(
+        "update users set tokens_valid_after = now() - interval '30 seconds' where id = $1",
+    )
+    .bind(setup.partner)
+    .execute(&setup.pool)
+    .await
+    .unwrap();
+    eventually("the old token is refused", || async {
+        get_with(old.clone()).await.status() == 401
+    })
+    .await;
+
+    // A page kept for a new token is not one the old token may read.
+    let new = app.token_for(setup.partner);
+    assert_eq!(get_with(new.clone()).await.status(), 200);
+    assert_eq!(get_with(new).await.status(), 200);
+    assert_error(get_with(old).await, 401, 401).await;
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_lost_change_feed_serves_nothing_stale_and_comes_back(pool: PgPool) {
+    let setup = setup(pool, |_| {}).await;
+    setup.app.await_listing_cache("live").await;
+    assert_eq!(setup.line_name().await, "线路");
+
+    setup.rename_unannounced("while deaf").await;
+    let terminated: Vec<bool> = sqlx::query_scalar(
+        "select pg_terminate_backend(pid) from pg_stat_activity \
+         where datname = current_database() and query like 'LISTEN %'",
+    )
+    .fetch_all(&setup.pool)
+    .await
+    .unwrap();
+    assert_eq!(terminated, [true], "one listener");
+    setup.await_name("while deaf").await;
+
+    // Listening again, pages are kept again.
+    setup.app.await_listing_cache("live").await;
+    assert_eq!(setup.line_name().await, "while deaf");
+    setup.rename_unannounced("unannounced").await;
+    assert_eq!(setup.line_name().await, "while deaf", "served from memory");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_disabled_cache_reads_every_page_from_the_database(pool: PgPool) {
+    let setup = setup(pool, |settings| settings.listing_cache.enabled = false).await;
+    setup.app.await_listing_cache("disabled").await;
+    assert_eq!(setup.line_name().await, "线路");
+    setup.rename_unannounced("unannounced").await;
+    assert_eq!(setup.line_name().await, "unannounced");
+}
