@@ -260,6 +260,31 @@ async fn a_database_outage_answers_503_promptly_and_recovers_without_a_restart()
     );
 }
 
+#[tokio::test]
+async fn after_a_quiet_restart_the_first_request_is_answered() {
+    let cluster = Cluster::create();
+    cluster.start();
+    let mut settings = test_settings();
+    quick_settings(&mut settings);
+    let pool = store::pool(&cluster.url(), &settings.database).unwrap();
+    MIGRATOR.run(&pool).await.unwrap();
+    let (partner, path) = one_line(&pool).await;
+    let app = TestApp::configured(pool, |s| {
+        quick_settings(s);
+        every_read_from_the_database(s);
+    })
+    .await;
+    let authorization = format!("Bearer {}", app.token_for(partner));
+    assert_eq!(ask(&app, &authorization, &path).await.code, 200);
+
+    // The pooled connections are cut while nobody asks; they are idle past the ping threshold.
+    cluster.stop();
+    cluster.start();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let answer = ask(&app, &authorization, &path).await;
+    assert_eq!((answer.status, answer.code), (200, 200), "{answer:?}");
+}
+
 /// Holds an exclusive lock on caller_lines, so every list statement waits behind it.
 async fn lock_caller_lines(pool: &PgPool) -> PgConnection {
     let mut locker = PgConnection::connect(&database_url(pool)).await.unwrap();

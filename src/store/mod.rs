@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::config::DatabaseSettings;
@@ -30,6 +30,9 @@ pub struct Listing<T> {
     pub items: Vec<T>,
 }
 
+/// How long a pooled connection may sit idle before it is pinged on its way out of the pool.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
+
 /// A lazily connecting pool: start-up and `/readyz` decide what to do while Postgres is down.
 pub fn pool(url: &str, settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = url
@@ -48,6 +51,19 @@ pub fn pool(url: &str, settings: &DatabaseSettings) -> Result<PgPool, sqlx::Erro
         .max_connections(settings.max_connections)
         .min_connections(settings.min_connections)
         .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
+        // sqlx pings every connection on release, and by default on acquire too: a round trip
+        // to Postgres per request beside the statement. A connection just released was proven
+        // then; only one left idle a while (a restart or a firewall may have cut it meanwhile)
+        // is pinged before use.
+        .test_before_acquire(false)
+        .before_acquire(|connection, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= IDLE_BEFORE_PING {
+                    connection.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_lazy_with(options))
 }
 
