@@ -7,6 +7,9 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
+// XXH3: a specified hash, so every instance and release agrees on a page's tag, and fast
+// (a page of 15 lines is ~10 KB, hashed on every 200).
+use xxhash_rust::xxh3::xxh3_64;
 
 pub async fn etag(
     request: ServiceRequest,
@@ -26,7 +29,7 @@ pub async fn etag(
         Err(body) => return Ok(ServiceResponse::new(request, response.set_body(body))),
     };
     // Weak: the same page may go out gzip-, brotli- or identity-encoded.
-    let tag = format!("W/\"{:016x}\"", fnv1a(&bytes));
+    let tag = format!("W/\"{:016x}\"", xxh3_64(&bytes));
     let tag_value = HeaderValue::from_str(&tag).expect("hex digits are a valid header value");
     response.headers_mut().insert(header::ETAG, tag_value);
     let response = if if_none_match.is_some_and(|value| matches(&value, &tag)) {
@@ -51,13 +54,6 @@ fn matches(if_none_match: &HeaderValue, tag: &str) -> bool {
             .any(|candidate| opaque(candidate) == opaque(tag))
 }
 
-/// 64-bit FNV-1a: stable across processes and releases, so every instance agrees on a tag.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,11 +75,5 @@ mod tests {
                 "{header}"
             );
         }
-    }
-
-    #[test]
-    fn fnv1a_matches_its_reference_vectors() {
-        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
     }
 }
