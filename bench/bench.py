@@ -3,7 +3,9 @@
 
 load:  the service over loopback (wrk, rotating over partners with real tokens) against the
        ceiling, pgbench running the very statement the handler sends, at the same concurrency;
-       prints one table and the service's peak RSS.
+       the service runs twice: listing cache on (as in production: repeats are answered from
+       memory) and off (every request runs the statement, like for like with pgbench). Prints
+       one table and the service's peak RSS.
 soak:  64 connections for 60 s on the same data; requests, errors, p50/p99, RSS start/end.
 """
 
@@ -18,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -182,33 +185,57 @@ def scenarios(database_url):
     ]
 
 
-def load(args, database_url):
-    statement = list_statement()
-    plan = scenarios(database_url)
-    tokens = tokens_for([p for _, rows in plan for p, _, _ in rows], database_url)
-    service = Service(database_url, args.pool, args.log_level, args.listing_cache)
+def cache_hits(port):
+    """The service's listing-cache counters (from /metrics): {outcome: count}."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as response:
+        text = response.read().decode()
+    return {outcome: float(count) for outcome, count in
+            re.findall(r'^agent_api_listing_cache_total\{outcome="(\w+)"\} ([\d.]+)$', text, re.M)}
+
+
+def measure_service(args, database_url, plan, tokens, listing_cache):
+    """Each scenario against one service process; returns ([(name, measured, hit share)], peak RSS)."""
+    service = Service(database_url, args.pool, args.log_level, listing_cache)
     results = []
     try:
         for name, rows in plan:
             targets = [(f"/agent-api/tenant/{t}/callerline?page={page}&per_page=15", tokens[p])
                        for p, t, page in rows]
-            log(f"{name}: warm-up {args.warmup} s, then {args.seconds} s at {args.connections} connections")
+            log(f"{name}, cache {listing_cache}: warm-up {args.warmup} s, "
+                f"then {args.seconds} s at {args.connections} connections")
             wrk(service.port, targets, args.connections, args.warmup)
+            before = cache_hits(service.port)
             measured = wrk(service.port, targets, args.connections, args.seconds)
-            results.append((name, rows, measured))
-        peak_rss = service.memory_kib("VmHWM")
+            after = cache_hits(service.port)
+            delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+            answered = sum(delta.values())
+            results.append((name, measured, delta.get("hit", 0) / answered if answered else 0.0))
+        return results, service.memory_kib("VmHWM")
     finally:
         service.stop()
+
+
+def load(args, database_url):
+    statement = list_statement()
+    plan = scenarios(database_url)
+    tokens = tokens_for([p for _, rows in plan for p, _, _ in rows], database_url)
+    modes = [args.listing_cache] if args.listing_cache else ["on", "off"]
+    runs = {mode: measure_service(args, database_url, plan, tokens, mode) for mode in modes}
     print()
-    print(f"{'scenario':<30} {'service req/s':>13} {'pgbench tps':>11} {'ratio':>6} "
-          f"{'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'errors':>6}")
-    for name, rows, measured in results:
+    print(f"{'scenario':<30} {'cache':>5} {'hits':>5} {'service req/s':>13} {'pgbench tps':>11} "
+          f"{'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'errors':>6}")
+    for index, (name, rows) in enumerate(plan):
         log(f"{name}: pgbench {args.seconds} s at {args.connections} connections")
         tps = pgbench(database_url, statement, rows, args.connections, args.seconds)
-        print(f"{name:<30} {measured['rps']:>13.0f} {tps:>11.0f} {measured['rps'] / tps:>6.2f} "
-              f"{measured['p50_ms']:>7.1f} {measured['p99_ms']:>7.1f} {measured['max_ms']:>7.1f} "
-              f"{measured['errors']:>6.0f}", flush=True)
-    print(f"\nservice peak RSS: {peak_rss / 1024:.1f} MiB (VmHWM over all scenarios)")
+        for mode in modes:
+            _, measured, hits = runs[mode][0][index]
+            print(f"{name:<30} {mode:>5} {hits:>5.0%} {measured['rps']:>13.0f} {tps:>11.0f} "
+                  f"{measured['rps'] / tps:>6.2f} {measured['p50_ms']:>7.1f} "
+                  f"{measured['p99_ms']:>7.1f} {measured['max_ms']:>7.1f} "
+                  f"{measured['errors']:>6.0f}", flush=True)
+    for mode in modes:
+        print(f"service peak RSS, cache {mode}: {runs[mode][1] / 1024:.1f} MiB "
+              "(VmHWM over all scenarios)")
 
 
 def soak(args, database_url):
@@ -217,7 +244,7 @@ def soak(args, database_url):
     tokens = tokens_for([p for p, _, _ in rows], database_url)
     targets = [(f"/agent-api/tenant/{t}/callerline?page={page}&per_page=15", tokens[p])
                for p, t, page in rows]
-    service = Service(database_url, args.pool, args.log_level, args.listing_cache)
+    service = Service(database_url, args.pool, args.log_level, args.listing_cache or "on")
     samples = []
     try:
         # Warm up at full concurrency, so connection buffers and the pool are already there.
@@ -258,8 +285,10 @@ def main():
     parser.add_argument("--pool", type=int, default=10, help="the service's pool size")
     parser.add_argument("--log-level", default="info",
                         help="the service's log level (info, the default, logs every request)")
-    parser.add_argument("--listing-cache", choices=["on", "off"], default="on",
-                        help="the service's page cache (on, the default, as in production)")
+    parser.add_argument("--listing-cache", choices=["on", "off"],
+                        help="load: run only with the service's page cache on (as in production) "
+                             "or off (every request reads the database); default: both. "
+                             "soak: on unless off")
     parser.add_argument("--reload", action="store_true", help="regenerate the data set")
     args = parser.parse_args()
     args.connections = args.connections or (32 if args.mode == "load" else 64)
