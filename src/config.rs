@@ -149,6 +149,14 @@ pub struct ListingCacheSettings {
     pub enabled: bool,
     /// Bound on the bytes of pages kept.
     pub max_bytes: u64,
+    /// How often the change feed's connection must prove it is alive (and within what time).
+    pub heartbeat_seconds: u64,
+}
+
+impl ListingCacheSettings {
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_seconds)
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -256,6 +264,11 @@ impl Settings {
                 "listing_cache.max_bytes must be at least 65536 (set listing_cache.enabled = false to keep no pages)".into(),
             ));
         }
+        if self.listing_cache.heartbeat_seconds == 0 {
+            return Err(ConfigError(
+                "listing_cache.heartbeat_seconds must be at least 1".into(),
+            ));
+        }
         if self.tls.cert_path.is_some() != self.tls.key_path.is_some() {
             return Err(ConfigError(
                 "tls.cert_path (APP__TLS__CERT_PATH) and tls.key_path (APP__TLS__KEY_PATH) must be set together".into(),
@@ -325,6 +338,7 @@ fn defaults() -> Result<config::ConfigBuilder<config::builder::DefaultState>, Co
         .set_default("rate_limit.anonymous_burst", 20)?
         .set_default("listing_cache.enabled", true)?
         .set_default("listing_cache.max_bytes", 16 * 1024 * 1024)?
+        .set_default("listing_cache.heartbeat_seconds", 30)?
         .set_default("log.format", "json")?
         .set_default("log.level", "info")
         .map_err(describe)

@@ -35,7 +35,7 @@ impl Application {
         let listing_cache = settings.listing_cache.enabled.then(|| {
             let cache = Arc::new(ListingCache::new(settings.listing_cache.max_bytes));
             let follower = Arc::downgrade(&cache);
-            store::changes::follow(&pool, move |change| {
+            store::changes::follow(&pool, settings.listing_cache.heartbeat(), move |change| {
                 if let Some(cache) = follower.upgrade() {
                     cache.apply(change);
                 }

@@ -285,6 +285,40 @@ async fn after_a_quiet_restart_the_first_request_is_answered() {
     assert_eq!((answer.status, answer.code), (200, 200), "{answer:?}");
 }
 
+#[tokio::test]
+async fn a_change_feed_gone_silent_is_caught_by_its_heartbeat() {
+    let cluster = Cluster::create();
+    cluster.start();
+    let settings = test_settings();
+    let pool = store::pool(&cluster.url(), &settings.database).unwrap();
+    MIGRATOR.run(&pool).await.unwrap();
+    let (partner, path) = one_line(&pool).await;
+    let app = TestApp::configured(pool.clone(), |s| s.listing_cache.heartbeat_seconds = 1).await;
+    app.await_listing_cache("live").await;
+    let authorization = format!("Bearer {}", app.token_for(partner));
+    let name = || async {
+        let body = json(app.request(&path, Some(&authorization)).await).await;
+        body["data"][0]["name"].clone()
+    };
+    assert_eq!(name().await, "线路");
+
+    // The listening backend stops answering without closing its connection, as behind a
+    // firewall that dropped the flow; what changes meanwhile is not announced.
+    let listener: i32 =
+        sqlx::query_scalar("select pid from pg_stat_activity where query like 'LISTEN %'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    run(Command::new("kill").args(["-STOP", &listener.to_string()]));
+    execute_unannounced(&pool, "update caller_lines set name = $1", "改名").await;
+    eventually("the renamed line is listed", || async {
+        name().await == "改名"
+    })
+    .await;
+    run(Command::new("kill").args(["-CONT", &listener.to_string()]));
+    app.await_listing_cache("live").await;
+}
+
 /// Holds an exclusive lock on caller_lines, so every list statement waits behind it.
 async fn lock_caller_lines(pool: &PgPool) -> PgConnection {
     let mut locker = PgConnection::connect(&database_url(pool)).await.unwrap();

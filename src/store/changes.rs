@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use sqlx::PgPool;
-use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 
 pub const CHANNEL: &str = "agent_api_listing_changed";
 
@@ -21,29 +21,21 @@ pub enum Change {
 }
 
 /// Follows the feed on a connection of its own (not one of the pool's, which serve requests)
-/// until `pool` is closed, reconnecting after a loss.
-pub fn follow(pool: &PgPool, mut report: impl FnMut(Change) + Send + 'static) {
+/// until `pool` is closed, reconnecting after a loss. Every `heartbeat` the connection must
+/// answer a query within another `heartbeat`: a connection cut without a word (a firewall
+/// dropping an idle flow) would otherwise leave the feed silent while changes go unreported,
+/// and the traffic itself keeps such flows alive.
+pub fn follow(pool: &PgPool, heartbeat: Duration, mut report: impl FnMut(Change) + Send + 'static) {
     const RETRY: Duration = Duration::from_secs(1);
     let requests = pool.clone();
-    let own = PgPoolOptions::new()
-        .max_connections(1)
-        .min_connections(0)
-        .acquire_timeout(Duration::from_secs(5))
-        .max_lifetime(None)
-        .idle_timeout(None)
-        .connect_lazy_with((*pool.connect_options()).clone());
+    let options = (*pool.connect_options()).clone();
     tokio::spawn(async move {
-        let listen = async {
+        let feed = async {
             loop {
-                match listen(&own).await {
-                    Ok(mut listener) => {
+                match listen(&options).await {
+                    Ok(listener) => {
                         report(Change::Listening);
-                        // A lost connection is reported here rather than silently re-made, so
-                        // the caller hears of the gap.
-                        listener.eager_reconnect(false);
-                        while let Ok(Some(_)) = listener.try_recv().await {
-                            report(Change::Committed);
-                        }
+                        hear(listener, heartbeat, &mut report).await;
                         report(Change::Deaf);
                         tracing::warn!("lost the change feed; pages are not cached meanwhile");
                     }
@@ -54,15 +46,40 @@ pub fn follow(pool: &PgPool, mut report: impl FnMut(Change) + Send + 'static) {
         };
         // Ends with the request pool, so tests' databases can be dropped behind them.
         tokio::select! {
-            _ = listen => {}
+            _ = feed => {}
             () = requests.close_event() => {}
         }
-        own.close().await;
     });
 }
 
-async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
-    let mut listener = PgListener::connect_with(pool).await?;
+async fn listen(options: &PgConnectOptions) -> Result<PgListener, sqlx::Error> {
+    // A pool per connection: a connection lost without a word may linger in its pool's
+    // release, and must not hold the place of the next one.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_lazy_with(options.clone());
+    let mut listener = PgListener::connect_with(&pool).await?;
+    // A lost connection is reported rather than silently re-made, so the gap is known.
+    listener.eager_reconnect(false);
     listener.listen(CHANNEL).await?;
     Ok(listener)
+}
+
+/// Reports each announcement until the connection is lost or misses a heartbeat.
+async fn hear(mut listener: PgListener, heartbeat: Duration, report: &mut impl FnMut(Change)) {
+    let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    loop {
+        tokio::select! {
+            received = listener.try_recv() => match received {
+                Ok(Some(_)) => report(Change::Committed),
+                _ => return,
+            },
+            _ = beat.tick() => {
+                let answer = sqlx::query("select 1").execute(&mut listener);
+                if !matches!(tokio::time::timeout(heartbeat, answer).await, Ok(Ok(_))) {
+                    return;
+                }
+            }
+        }
+    }
 }

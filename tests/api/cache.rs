@@ -8,13 +8,17 @@ use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::helpers::{TestApp, assert_error, eventually, json, line, partner, tenant};
+use super::helpers::{
+    TestApp, assert_error, eventually, execute_unannounced, json, line, partner, tenant,
+};
 
 struct Setup {
     app: TestApp,
     pool: PgPool,
     path: String,
     partner: Uuid,
+    /// One token throughout: pages are kept per token (its issue time is part of the key).
+    authorization: String,
     line: Uuid,
 }
 
@@ -23,42 +27,41 @@ async fn setup(pool: PgPool, configure: impl FnOnce(&mut agent_api::config::Sett
     let partner = partner(&pool).await;
     let line = line(tenant, partner).insert(&pool).await;
     let app = TestApp::configured(pool.clone(), configure).await;
+    let authorization = format!("Bearer {}", app.token_for(partner));
     Setup {
         app,
         pool,
         path: format!("/agent-api/tenant/{tenant}/callerline"),
         partner,
+        authorization,
         line,
     }
 }
 
 impl Setup {
     async fn line_name(&self) -> Value {
-        let body = json(self.app.get_as(self.partner, &self.path).await).await;
+        let response = self
+            .app
+            .request(&self.path, Some(&self.authorization))
+            .await;
+        let body = json(response).await;
         body["data"][0]["name"].clone()
     }
 
     /// Renames the line without firing any trigger, so no change is announced.
     async fn rename_unannounced(&self, name: &str) {
-        let mut transaction = self.pool.begin().await.unwrap();
-        sqlx::query("set local session_replication_role = replica")
-            .execute(&mut *transaction)
-            .await
-            .unwrap();
-        self.rename_on(&mut transaction, name).await;
-        transaction.commit().await.unwrap();
+        let statement = format!(
+            "update caller_lines set name = $1 where id = '{}'",
+            self.line
+        );
+        execute_unannounced(&self.pool, &statement, name).await;
     }
 
     async fn rename(&self, name: &str) {
-        let mut connection = self.pool.acquire().await.unwrap();
-        self.rename_on(&mut connection, name).await;
-    }
-
-    async fn rename_on(&self, connection: &mut sqlx::PgConnection, name: &str) {
         sqlx::query("update caller_lines set name = $1 where id = $2")
             .bind(name)
             .bind(self.line)
-            .execute(connection)
+            .execute(&self.pool)
             .await
             .unwrap();
     }

@@ -221,6 +221,22 @@ pub async fn default_tenant(pool: &PgPool, name: &str) -> Uuid {
     id
 }
 
+/// Runs `statement` with triggers off (`session_replication_role = replica`), so the change is
+/// not announced: a probe for pages the service answers from memory.
+pub async fn execute_unannounced(pool: &PgPool, statement: &str, bind: &str) {
+    let mut transaction = pool.begin().await.unwrap();
+    sqlx::query("set local session_replication_role = replica")
+        .execute(&mut *transaction)
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(statement))
+        .bind(bind)
+        .execute(&mut *transaction)
+        .await
+        .unwrap();
+    transaction.commit().await.unwrap();
+}
+
 pub async fn soft_delete_user(pool: &PgPool, id: Uuid) {
     sqlx::query("update users set deleted_at = now() where id = $1")
         .bind(id)
