@@ -105,9 +105,12 @@ async fn counters_move_by_exactly_the_requests_sent(pool: PgPool) {
     let requests = "agent_api_http_requests_total";
     let latency_count = "agent_api_http_request_duration_seconds_count";
 
+    app.await_listing_cache("live").await;
+    let authorization = format!("Bearer {}", app.token_for(partner));
     let before = scrape(&app).await;
     for _ in 0..3 {
-        assert_eq!(app.get_as(partner, &path).await.status(), 200);
+        let response = app.request(&path, Some(&authorization)).await;
+        assert_eq!(response.status(), 200);
     }
     for _ in 0..2 {
         assert_eq!(app.get(&path).await.status(), 401);
@@ -133,11 +136,20 @@ async fn counters_move_by_exactly_the_requests_sent(pool: PgPool) {
         ),
         value(&after, latency_count, &ok)
     );
-    assert!(
+    // The first read runs the statement; the repeats are answered from memory.
+    let cache = "agent_api_listing_cache_total";
+    assert_eq!(moved(cache, &[("outcome", "miss")]), 1.0);
+    assert_eq!(moved(cache, &[("outcome", "hit")]), 2.0);
+    assert_eq!(
         moved(
             "agent_api_db_query_duration_seconds_count",
             &[("statement", "list_caller_lines")]
-        ) >= 3.0
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(&after, "agent_api_listing_cache_live", &[]),
+        Some(1.0)
     );
 
     for gauge in [
