@@ -8,6 +8,9 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 
 pub const CHANNEL: &str = "agent_api_listing_changed";
 
+/// How the listening session names itself in `pg_stat_activity`.
+pub const APPLICATION_NAME: &str = "agent-api change feed";
+
 /// What the feed reports, in order: `Listening`, then any number of `Committed`, then `Deaf`
 /// when the connection is lost, and `Listening` again once it is back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +60,7 @@ async fn listen(options: &PgConnectOptions) -> Result<PgListener, sqlx::Error> {
     // release, and must not hold the place of the next one.
     let pool = PgPoolOptions::new()
         .max_connections(1)
-        .connect_lazy_with(options.clone());
+        .connect_lazy_with(options.clone().application_name(APPLICATION_NAME));
     let mut listener = PgListener::connect_with(&pool).await?;
     // A lost connection is reported rather than silently re-made, so the gap is known.
     listener.eager_reconnect(false);

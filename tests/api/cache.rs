@@ -134,8 +134,9 @@ async fn a_lost_change_feed_serves_nothing_stale_and_comes_back(pool: PgPool) {
     setup.rename_unannounced("while deaf").await;
     let terminated: Vec<bool> = sqlx::query_scalar(
         "select pg_terminate_backend(pid) from pg_stat_activity \
-         where datname = current_database() and query like 'LISTEN %'",
+         where datname = current_database() and application_name = $1",
     )
+    .bind(agent_api::store::changes::APPLICATION_NAME)
     .fetch_all(&setup.pool)
     .await
     .unwrap();
