@@ -109,14 +109,38 @@ impl WallClock {
     }
 }
 
+/// Written digit by digit into a fixed buffer: a response holds up to 600 of these, and both a
+/// strftime pattern and `core::fmt` per field were measurable shares of the service's CPU
+/// (`perf`, bench/).
 impl Serialize for WallClock {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        let t = self.0.naive_local();
+        let Ok(year) = u32::try_from(t.year()) else {
+            return serializer.collect_str(self);
+        };
+        if year > 9999 {
+            return serializer.collect_str(self);
+        }
+        let mut text = *b"0000-00-00 00:00:00";
+        for (at, width, value) in [
+            (0, 4, year),
+            (5, 2, t.month()),
+            (8, 2, t.day()),
+            (11, 2, t.hour()),
+            (14, 2, t.minute()),
+            (17, 2, t.second()),
+        ] {
+            let mut rest = value;
+            for digit in text[at..at + width].iter_mut().rev() {
+                *digit = b'0' + (rest % 10) as u8;
+                rest /= 10;
+            }
+        }
+        serializer.serialize_str(std::str::from_utf8(&text).expect("ASCII digits"))
     }
 }
 
-/// Written field by field: a response holds up to 600 of these, and parsing a strftime
-/// pattern for each was a measurable share of the service's CPU (bench/).
+/// The general form, for years outside 0..=9999 (no real line has one).
 impl std::fmt::Display for WallClock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let t = self.0.naive_local();
@@ -272,5 +296,18 @@ mod tests {
             serde_json::to_string(&shown).unwrap(),
             "\"2024-01-01 00:05:09\""
         );
+    }
+
+    #[test]
+    fn every_year_is_written_as_the_general_form_writes_it() {
+        for year in [-1, 0, 7, 999, 1970, 9999, 10_000, 200_000] {
+            let instant = Utc.with_ymd_and_hms(year, 2, 3, 4, 5, 6).unwrap();
+            let shown = WallClock::of(Some(instant), chrono_tz::UTC).unwrap();
+            assert_eq!(
+                serde_json::to_string(&shown).unwrap(),
+                format!("\"{shown}\""),
+                "{year}"
+            );
+        }
     }
 }
