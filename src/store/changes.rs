@@ -34,15 +34,32 @@ pub fn follow(pool: &PgPool, heartbeat: Duration, mut report: impl FnMut(Change)
     let options = (*pool.connect_options()).clone();
     tokio::spawn(async move {
         let feed = async {
+            // Failed attempts since the feed was last heard: only the first is a warning, so
+            // an outage logs one line here rather than one a second.
+            let mut failures = 0_u32;
+            let mut was_lost = false;
             loop {
                 match listen(&options).await {
                     Ok(listener) => {
+                        if was_lost {
+                            tracing::info!(failures, "listening for changes again");
+                        }
+                        failures = 0;
                         report(Change::Listening);
                         hear(listener, heartbeat, &mut report).await;
                         report(Change::Deaf);
+                        was_lost = true;
                         tracing::warn!("lost the change feed; pages are not cached meanwhile");
                     }
-                    Err(error) => tracing::warn!(%error, "cannot listen for changes; retrying"),
+                    Err(error) => {
+                        failures += 1;
+                        was_lost = true;
+                        if failures == 1 {
+                            tracing::warn!(%error, "cannot listen for changes; retrying every second");
+                        } else {
+                            tracing::debug!(%error, failures, "cannot listen for changes");
+                        }
+                    }
                 }
                 tokio::time::sleep(RETRY).await;
             }
