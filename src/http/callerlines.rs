@@ -7,7 +7,8 @@ use super::AppState;
 use super::authn::Authenticated;
 use super::error::ApiError;
 use super::listing_cache::{Lookup, PageKey};
-use super::wire::{LineItem, json_ok, list_body};
+use super::representation::{Coding, EncodedPage};
+use super::wire::{LineItem, list_body};
 use crate::auth::Rejection;
 use crate::domain::query::{InvalidParameter, LineFilter, PageRequest, QueryParams};
 use crate::store::{self, PartnerToken, caller_lines::LineListing};
@@ -21,7 +22,7 @@ pub async fn list_on_tenant(
 ) -> Result<HttpResponse, ApiError> {
     // A path id that is not a UUID names no tenant: 1004, after the partner's 401 (SPEC §2).
     let tenant_id = Uuid::try_parse(&tenant_id).ok();
-    list_lines(&state, token, tenant_id, request.query_string()).await
+    list_lines(&state, token, tenant_id, &request).await
 }
 
 /// The list itself, shared by the tenant route and the legacy route.
@@ -29,24 +30,25 @@ pub async fn list_lines(
     state: &AppState,
     token: PartnerToken,
     tenant_id: Option<Uuid>,
-    query_string: &str,
+    request: &HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let params = QueryParams::parse(query_string);
+    let params = QueryParams::parse(request.query_string());
     let parsed = PageRequest::parse(&params, state.page_limits)
         .and_then(|page| Ok((page, LineFilter::parse(&params)?)));
     let (page, filter) = match parsed {
         Ok(parsed) => parsed,
         Err(invalid) => return Err(reject_parameters(state, token, invalid).await),
     };
+    let coding = Coding::negotiate(request);
     // Only an existing tenant's page is kept, so only those are looked up.
     let lookup = match (state.listing_cache.as_deref(), tenant_id) {
         (Some(cache), Some(tenant_id)) => {
-            cache.lookup(PageKey::new(token, tenant_id, filter, page))
+            cache.lookup(PageKey::new(token, tenant_id, filter, page, coding))
         }
         _ => Lookup::Bypass,
     };
     let pending = match lookup {
-        Lookup::Hit(body) => return Ok(json_ok(body)),
+        Lookup::Hit(encoded) => return Ok(encoded.response()),
         Lookup::Miss(pending) => Some(pending),
         Lookup::Bypass => None,
     };
@@ -59,11 +61,12 @@ pub async fn list_lines(
                 .iter()
                 .map(|line| LineItem::new(line, &tenant, state.display_timezone))
                 .collect();
-            let body = list_body("查看线路成功", page, listing.total, items)?;
+            let json = list_body("查看线路成功", page, listing.total, items)?;
+            let encoded = EncodedPage::new(json, coding);
             if let Some(pending) = pending {
-                pending.keep(body.clone());
+                pending.keep(encoded.clone());
             }
-            Ok(json_ok(body))
+            Ok(encoded.response())
         }
     }
 }

@@ -28,13 +28,19 @@ pub async fn etag(
         // A streamed body has no bytes to hash; send it as it is.
         Err(body) => return Ok(ServiceResponse::new(request, response.set_body(body))),
     };
-    // Weak: the same page may go out gzip-, brotli- or identity-encoded.
-    let tag = format!("W/\"{:016x}\"", xxh3_64(&bytes));
-    let tag_value = HeaderValue::from_str(&tag).expect("hex digits are a valid header value");
-    response.headers_mut().insert(header::ETAG, tag_value);
+    // A handler that encodes its own body has tagged the unencoded page already.
+    let tag = match response.headers().get(header::ETAG) {
+        Some(tag) => tag.clone(),
+        None => {
+            let tag = weak_tag(&bytes);
+            response.headers_mut().insert(header::ETAG, tag.clone());
+            tag
+        }
+    };
     let response = if if_none_match.is_some_and(|value| matches(&value, &tag)) {
         *response.status_mut() = StatusCode::NOT_MODIFIED;
         response.headers_mut().remove(header::CONTENT_TYPE);
+        response.headers_mut().remove(header::CONTENT_ENCODING);
         response.set_body(BoxBody::new(()))
     } else {
         response.set_body(BoxBody::new(bytes))
@@ -42,9 +48,16 @@ pub async fn etag(
     Ok(ServiceResponse::new(request, response))
 }
 
+/// The tag of an unencoded body. Weak: the same page may go out gzip-, brotli- or
+/// identity-encoded under one tag.
+pub fn weak_tag(unencoded: &[u8]) -> HeaderValue {
+    let tag = format!("W/\"{:016x}\"", xxh3_64(unencoded));
+    HeaderValue::from_str(&tag).expect("hex digits are a valid header value")
+}
+
 /// Weak comparison against each tag of an `If-None-Match` list, or `*`.
-fn matches(if_none_match: &HeaderValue, tag: &str) -> bool {
-    let Ok(value) = if_none_match.to_str() else {
+fn matches(if_none_match: &HeaderValue, tag: &HeaderValue) -> bool {
+    let (Ok(value), Ok(tag)) = (if_none_match.to_str(), tag.to_str()) else {
         return false;
     };
     let opaque = |t: &str| t.trim().trim_start_matches("W/").to_owned();
@@ -60,7 +73,7 @@ mod tests {
 
     #[test]
     fn if_none_match_compares_weakly_and_accepts_lists_and_star() {
-        let tag = "W/\"00000000000000ab\"";
+        let tag = HeaderValue::from_static("W/\"00000000000000ab\"");
         for (header, expected) in [
             ("W/\"00000000000000ab\"", true),
             ("\"00000000000000ab\"", true),
@@ -70,7 +83,7 @@ mod tests {
             ("", false),
         ] {
             assert_eq!(
-                matches(&HeaderValue::from_static(header), tag),
+                matches(&HeaderValue::from_static(header), &tag),
                 expected,
                 "{header}"
             );

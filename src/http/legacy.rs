@@ -47,7 +47,7 @@ pub async fn list_default_tenant(state: web::Data<AppState>, request: HttpReques
             tracing::info!(partner_id = %partner, "legacy callerline route served");
             metrics::counter!("agent_api_legacy_callerline_requests_total", "partner_id" => partner)
                 .increment(1);
-            list_lines(&state, token, tenant_id, request.query_string()).await
+            list_lines(&state, token, tenant_id, &request).await
         }
     };
     let mut response = outcome.unwrap_or_else(|error| error.error_response());

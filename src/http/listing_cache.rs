@@ -11,10 +11,10 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use actix_web::web::Bytes;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::representation::{Coding, EncodedPage};
 use crate::domain::query::{LineFilter, PageRequest};
 use crate::store::PartnerToken;
 use crate::store::changes::Change;
@@ -26,6 +26,7 @@ pub struct PageKey {
     tenant_id: Uuid,
     filter: LineFilter,
     page: PageRequest,
+    coding: Coding,
 }
 
 impl PageKey {
@@ -34,6 +35,7 @@ impl PageKey {
         tenant_id: Uuid,
         filter: LineFilter,
         page: PageRequest,
+        coding: Coding,
     ) -> Self {
         Self {
             partner_id: token.partner_id,
@@ -41,6 +43,7 @@ impl PageKey {
             tenant_id,
             filter,
             page,
+            coding,
         }
     }
 }
@@ -48,7 +51,7 @@ impl PageKey {
 #[derive(Clone)]
 struct Page {
     generation: u64,
-    body: Bytes,
+    encoded: EncodedPage,
 }
 
 /// Weighs a page by its body, so the bound is on memory rather than on a count of pages.
@@ -57,12 +60,12 @@ struct BodySize;
 
 impl quick_cache::Weighter<PageKey, Page> for BodySize {
     fn weight(&self, _key: &PageKey, page: &Page) -> u64 {
-        page.body.len() as u64 + 64
+        page.encoded.size() as u64 + 64
     }
 }
 
 pub enum Lookup<'c> {
-    Hit(Bytes),
+    Hit(EncodedPage),
     /// Not kept (yet): read the page, then `keep` it.
     Miss(Pending<'c>),
     /// The change feed is down: read the page, keep nothing.
@@ -79,12 +82,12 @@ pub struct Pending<'c> {
 impl Pending<'_> {
     /// Keeps the page unless a change was announced since the read began; a change announced
     /// while it is being stored moves the generation on, and `lookup` then passes it over.
-    pub fn keep(self, body: Bytes) {
+    pub fn keep(self, encoded: EncodedPage) {
         let cache = self.cache;
         if self.generation == cache.generation.load(Ordering::SeqCst) {
             let page = Page {
                 generation: self.generation,
-                body,
+                encoded,
             };
             cache.pages.insert(self.key, page);
         }
@@ -122,7 +125,7 @@ impl ListingCache {
             Lookup::Bypass
         } else {
             match self.pages.get(&key) {
-                Some(page) if page.generation == generation => Lookup::Hit(page.body),
+                Some(page) if page.generation == generation => Lookup::Hit(page.encoded),
                 _ => Lookup::Miss(Pending {
                     cache: self,
                     key,
@@ -170,7 +173,15 @@ impl ListingCache {
 
 #[cfg(test)]
 mod tests {
+    use actix_web::http::header::{ETAG, HeaderValue};
+    use actix_web::web::Bytes;
+
     use super::*;
+    use crate::http::conditional::weak_tag;
+
+    fn page_of(json: &'static [u8]) -> EncodedPage {
+        EncodedPage::new(Bytes::from_static(json), Coding::Identity)
+    }
 
     fn key(page: i64) -> PageKey {
         let token = PartnerToken {
@@ -178,7 +189,13 @@ mod tests {
             issued_at: DateTime::UNIX_EPOCH,
         };
         let page = PageRequest { page, per_page: 15 };
-        PageKey::new(token, Uuid::nil(), LineFilter::default(), page)
+        PageKey::new(
+            token,
+            Uuid::nil(),
+            LineFilter::default(),
+            page,
+            Coding::Identity,
+        )
     }
 
     fn live_cache() -> ListingCache {
@@ -199,9 +216,10 @@ mod tests {
         }
     }
 
-    fn kept(cache: &ListingCache, page: i64) -> Option<Bytes> {
+    /// The tag of the page kept, which names its JSON.
+    fn kept(cache: &ListingCache, page: i64) -> Option<HeaderValue> {
         match cache.lookup(key(page)) {
-            Lookup::Hit(body) => Some(body),
+            Lookup::Hit(encoded) => encoded.response().headers().get(ETAG).cloned(),
             _ => None,
         }
     }
@@ -211,8 +229,8 @@ mod tests {
         let cache = ListingCache::new(1 << 20);
         assert!(matches!(cache.lookup(key(1)), Lookup::Bypass));
         let cache = live_cache();
-        pending(&cache, 1).keep(Bytes::from_static(b"page 1"));
-        assert_eq!(kept(&cache, 1).as_deref(), Some(&b"page 1"[..]));
+        pending(&cache, 1).keep(page_of(b"page 1"));
+        assert_eq!(kept(&cache, 1), Some(weak_tag(b"page 1")));
         cache.apply(Change::Deaf);
         assert!(matches!(cache.lookup(key(1)), Lookup::Bypass));
     }
@@ -220,25 +238,25 @@ mod tests {
     #[test]
     fn a_page_read_before_a_change_is_never_served_after_it() {
         let cache = live_cache();
-        pending(&cache, 1).keep(Bytes::from_static(b"page 1"));
-        assert_eq!(kept(&cache, 1).as_deref(), Some(&b"page 1"[..]));
+        pending(&cache, 1).keep(page_of(b"page 1"));
+        assert_eq!(kept(&cache, 1), Some(weak_tag(b"page 1")));
         assert_eq!(kept(&cache, 2), None);
 
         // A read that began before the change but finishes after it.
         let racing = pending(&cache, 2);
         cache.apply(Change::Committed);
         assert_eq!(kept(&cache, 1), None);
-        racing.keep(Bytes::from_static(b"stale"));
+        racing.keep(page_of(b"stale"));
         assert_eq!(kept(&cache, 2), None);
 
-        pending(&cache, 2).keep(Bytes::from_static(b"fresh"));
-        assert_eq!(kept(&cache, 2).as_deref(), Some(&b"fresh"[..]));
+        pending(&cache, 2).keep(page_of(b"fresh"));
+        assert_eq!(kept(&cache, 2), Some(weak_tag(b"fresh")));
     }
 
     #[test]
     fn reconnecting_forgets_what_was_kept_before() {
         let cache = live_cache();
-        pending(&cache, 1).keep(Bytes::from_static(b"page 1"));
+        pending(&cache, 1).keep(page_of(b"page 1"));
         cache.apply(Change::Deaf);
         cache.apply(Change::Listening);
         assert_eq!(kept(&cache, 1), None);
@@ -248,7 +266,8 @@ mod tests {
     fn pages_beyond_the_bound_are_evicted() {
         let cache = live_cache_of(64 * 1024);
         for page in 1..=100 {
-            pending(&cache, page).keep(Bytes::from(vec![b'x'; 4096]));
+            let json = Bytes::from(vec![b'x'; 4096]);
+            pending(&cache, page).keep(EncodedPage::new(json, Coding::Identity));
         }
         let kept_pages = (1..=100)
             .filter(|&page| kept(&cache, page).is_some())

@@ -10,6 +10,7 @@ pub mod middleware;
 pub mod openapi;
 pub mod ops;
 pub mod rate_limit;
+pub mod representation;
 pub mod tenants;
 pub mod wire;
 

@@ -2,6 +2,8 @@
 //! nothing has changed. A write made with triggers disabled is the probe: it is not announced,
 //! so a page that does not show it was served from memory.
 
+use std::io::Read;
+
 use agent_api::store::MIGRATOR;
 use chrono::{TimeDelta, Utc};
 use serde_json::Value;
@@ -148,6 +150,37 @@ async fn a_lost_change_feed_serves_nothing_stale_and_comes_back(pool: PgPool) {
     assert_eq!(setup.line_name().await, "while deaf");
     setup.rename_unannounced("unannounced").await;
     assert_eq!(setup.line_name().await, "while deaf", "served from memory");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn compressed_pages_are_kept_compressed_and_apart(pool: PgPool) {
+    let setup = setup(pool, |_| {}).await;
+    setup.app.await_listing_cache("live").await;
+    let gzipped_name = || async {
+        let response = setup
+            .app
+            .client()
+            .get(format!("{}{}", setup.app.address, setup.path))
+            .header("Authorization", &setup.authorization)
+            .header("Accept-Encoding", "gzip")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["content-encoding"], "gzip");
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&response.bytes().await.unwrap()[..])
+            .read_to_string(&mut text)
+            .unwrap();
+        serde_json::from_str::<Value>(&text).unwrap()["data"][0]["name"].clone()
+    };
+    assert_eq!(gzipped_name().await, "线路");
+    setup.rename_unannounced("unannounced").await;
+    assert_eq!(gzipped_name().await, "线路", "the gzip page from memory");
+    assert_eq!(
+        setup.line_name().await,
+        "unannounced",
+        "the plain page is kept apart, and was not kept yet"
+    );
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

@@ -146,9 +146,17 @@ async fn gzip_and_brotli_bodies_decode_to_the_same_json(pool: PgPool) {
             .header("Accept-Encoding", encoding);
         async move { request.send().await.unwrap() }
     };
-    let plain = fetch("identity").await.bytes().await.unwrap();
+    let plain = fetch("identity").await;
+    let tag = plain.headers()["etag"].clone();
+    let plain = plain.bytes().await.unwrap();
     let gzipped = fetch("gzip").await;
     assert_eq!(gzipped.headers()["content-encoding"], "gzip");
+    assert_eq!(gzipped.headers()["vary"], "accept-encoding");
+    assert_eq!(
+        gzipped.headers()["etag"],
+        tag,
+        "one tag for the page, however encoded"
+    );
     let mut decoded = Vec::new();
     flate2::read::GzDecoder::new(&gzipped.bytes().await.unwrap()[..])
         .read_to_end(&mut decoded)
@@ -156,6 +164,7 @@ async fn gzip_and_brotli_bodies_decode_to_the_same_json(pool: PgPool) {
     assert_eq!(decoded, plain);
     let brotli = fetch("br").await;
     assert_eq!(brotli.headers()["content-encoding"], "br");
+    assert_eq!(brotli.headers()["etag"], tag);
     let compressed = brotli.bytes().await.unwrap();
     let mut decoded = Vec::new();
     brotli_decompressor::Decompressor::new(&compressed[..], 4096)

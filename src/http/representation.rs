@@ -1,0 +1,110 @@
+//! A list page as it goes out: JSON, compressed here rather than by actix's `Compress`
+//! middleware, so a page the listing cache keeps is compressed once instead of on every hit.
+//! The middleware compresses each response anew, on a blocking thread for bodies over 1 KiB and
+//! with a 4 MiB brotli window: with `Accept-Encoding: gzip` a page answered from memory went out
+//! at 1,240 req/s, against 34,000 unencoded (bench/, hot partner). It leaves alone a response
+//! that already has a `Content-Encoding`.
+
+use std::io::Write;
+
+use actix_web::HttpRequest;
+use actix_web::HttpResponse;
+use actix_web::http::header::{self, AcceptEncoding, ContentType, Encoding, Header, HeaderValue};
+use actix_web::web::Bytes;
+
+use super::conditional::weak_tag;
+
+/// The content codings produced here, in the server's order of preference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Coding {
+    Gzip,
+    Brotli,
+    Identity,
+}
+
+impl Coding {
+    /// The client's choice among ours (RFC 9110 §12.5.3); identity when it states none we make.
+    pub fn negotiate(request: &HttpRequest) -> Self {
+        let supported = [Encoding::gzip(), Encoding::brotli(), Encoding::identity()];
+        let chosen = AcceptEncoding::parse(request)
+            .ok()
+            .and_then(|accepted| accepted.negotiate(supported.iter()));
+        match chosen {
+            Some(coding) if coding == Encoding::gzip() => Self::Gzip,
+            Some(coding) if coding == Encoding::brotli() => Self::Brotli,
+            _ => Self::Identity,
+        }
+    }
+
+    fn encode(self, json: &Bytes) -> std::io::Result<Bytes> {
+        match self {
+            // Fast levels: a page is compressed once per change, but on the request's time.
+            Self::Gzip => {
+                let mut encoder = flate2::write::GzEncoder::new(
+                    Vec::with_capacity(json.len() / 4),
+                    flate2::Compression::fast(),
+                );
+                encoder.write_all(json)?;
+                encoder.finish().map(Bytes::from)
+            }
+            Self::Brotli => {
+                const QUALITY: u32 = 4;
+                const WINDOW_BITS: u32 = 18; // 256 KiB: more than a page of 100 lines
+                let mut encoder = brotli::CompressorWriter::new(
+                    Vec::with_capacity(json.len() / 4),
+                    4096,
+                    QUALITY,
+                    WINDOW_BITS,
+                );
+                encoder.write_all(json)?;
+                Ok(encoder.into_inner().into())
+            }
+            Self::Identity => Ok(json.clone()),
+        }
+    }
+
+    fn header_value(self) -> Option<HeaderValue> {
+        match self {
+            Self::Gzip => Some(HeaderValue::from_static("gzip")),
+            Self::Brotli => Some(HeaderValue::from_static("br")),
+            Self::Identity => None,
+        }
+    }
+}
+
+/// A page encoded for one coding, tagged by its unencoded JSON.
+#[derive(Clone)]
+pub struct EncodedPage {
+    coding: Coding,
+    body: Bytes,
+    etag: HeaderValue,
+}
+
+impl EncodedPage {
+    pub fn new(json: Bytes, coding: Coding) -> Self {
+        let etag = weak_tag(&json);
+        // Compressing into memory cannot fail short of allocation; if it did, send it plain.
+        let (coding, body) = match coding.encode(&json) {
+            Ok(encoded) => (coding, encoded),
+            Err(_) => (Coding::Identity, json),
+        };
+        Self { coding, body, etag }
+    }
+
+    /// Bytes held: what the listing cache weighs.
+    pub fn size(&self) -> usize {
+        self.body.len()
+    }
+
+    pub fn response(&self) -> HttpResponse {
+        let mut response = HttpResponse::Ok();
+        response
+            .content_type(ContentType::json())
+            .insert_header((header::ETAG, self.etag.clone()))
+            .insert_header((header::VARY, HeaderValue::from_static("accept-encoding")));
+        if let Some(coding) = self.coding.header_value() {
+            response.insert_header((header::CONTENT_ENCODING, coding));
+        }
+        response.body(self.body.clone())
+    }
+}
