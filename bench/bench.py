@@ -115,11 +115,11 @@ def tokens_for(partners, database_url):
                    env=app_env(database_url)).strip() for p in sorted(set(partners))}
 
 
-def wrk(port, targets, connections, seconds):
+def wrk(port, targets, connections, seconds, accept_encoding=None):
     with tempfile.NamedTemporaryFile("w", suffix=".tsv", delete=False) as file:
         for path, token in targets:
             file.write(f"{path}\t{token}\n")
-    env = dict(os.environ, TARGETS=file.name)
+    env = dict(os.environ, TARGETS=file.name, ACCEPT_ENCODING=accept_encoding or "")
     output = run("wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
                  "-s", ROOT / "bench" / "rotate.lua", f"http://127.0.0.1:{port}", env=env)
     os.unlink(file.name)
@@ -203,9 +203,10 @@ def measure_service(args, database_url, plan, tokens, listing_cache):
                        for p, t, page in rows]
             log(f"{name}, cache {listing_cache}: warm-up {args.warmup} s, "
                 f"then {args.seconds} s at {args.connections} connections")
-            wrk(service.port, targets, args.connections, args.warmup)
+            wrk(service.port, targets, args.connections, args.warmup, args.accept_encoding)
             before = cache_hits(service.port)
-            measured = wrk(service.port, targets, args.connections, args.seconds)
+            measured = wrk(service.port, targets, args.connections, args.seconds,
+                           args.accept_encoding)
             after = cache_hits(service.port)
             delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
             answered = sum(delta.values())
@@ -248,12 +249,13 @@ def soak(args, database_url):
     samples = []
     try:
         # Warm up at full concurrency, so connection buffers and the pool are already there.
-        wrk(service.port, targets, args.connections, 10)
+        wrk(service.port, targets, args.connections, 10, args.accept_encoding)
         rss_start = service.memory_kib("VmRSS")
         log(f"soak: {args.connections} connections for {args.seconds} s")
         sampler = threading.Thread(target=lambda: sample_rss(service, args.seconds, samples))
         sampler.start()
-        measured = wrk(service.port, targets, args.connections, args.seconds)
+        measured = wrk(service.port, targets, args.connections, args.seconds,
+                       args.accept_encoding)
         sampler.join()
         rss_end = service.memory_kib("VmRSS")
     finally:
@@ -289,6 +291,8 @@ def main():
                         help="load: run only with the service's page cache on (as in production) "
                              "or off (every request reads the database); default: both. "
                              "soak: on unless off")
+    parser.add_argument("--accept-encoding", choices=["gzip", "br"],
+                        help="send Accept-Encoding, as most HTTP clients do (default: none)")
     parser.add_argument("--reload", action="store_true", help="regenerate the data set")
     args = parser.parse_args()
     args.connections = args.connections or (32 if args.mode == "load" else 64)

@@ -1,6 +1,7 @@
 -- wrk script for bench/run: each request takes the next "path<TAB>token" line of $TARGETS, so
 -- the load rotates over many partners with real tokens. A response counts as an error unless it
--- is HTTP 200 with envelope code 200. done() prints one RESULT line for bench/run to read.
+-- is HTTP 200 with envelope code 200 (with $ACCEPT_ENCODING set, the header is sent and the
+-- answer must be HTTP 200 in that coding). done() prints one RESULT line for bench/run to read.
 
 local lines = {}
 for line in io.lines(os.getenv("TARGETS")) do
@@ -13,6 +14,8 @@ function setup(thread)
   threads[#threads + 1] = thread
 end
 
+local accept_encoding = os.getenv("ACCEPT_ENCODING")
+if accept_encoding == "" then accept_encoding = nil end
 local targets, next_target = {}, 0
 bad = 0 -- global: done() reads it from every thread
 
@@ -20,7 +23,9 @@ bad = 0 -- global: done() reads it from every thread
 function init(args)
   for _, line in ipairs(lines) do
     local path, token = line:match("^([^\t]+)\t(.+)$")
-    targets[#targets + 1] = wrk.format("GET", path, { ["Authorization"] = "Bearer " .. token })
+    local headers = { ["Authorization"] = "Bearer " .. token }
+    if accept_encoding then headers["Accept-Encoding"] = accept_encoding end
+    targets[#targets + 1] = wrk.format("GET", path, headers)
   end
   next_target = offset
 end
@@ -31,7 +36,14 @@ function request()
 end
 
 function response(status, headers, body)
-  if status ~= 200 or not body:find('"code":200,', 1, true) then
+  local ok
+  if accept_encoding then
+    local coding = headers["content-encoding"] or headers["Content-Encoding"]
+    ok = status == 200 and coding == accept_encoding
+  else
+    ok = status == 200 and body:find('"code":200,', 1, true)
+  end
+  if not ok then
     bad = bad + 1
   end
 end
