@@ -167,6 +167,19 @@ async fn one_line(pool: &PgPool) -> (Uuid, String) {
     (partner, format!("/agent-api/tenant/{tenant}/callerline"))
 }
 
+/// A throwaway cluster, started and migrated, holding one listed line; with its pool, the
+/// line's partner and list path.
+async fn cluster_with_one_line() -> (Cluster, PgPool, Uuid, String) {
+    let cluster = Cluster::create();
+    cluster.start();
+    let mut settings = test_settings();
+    quick_settings(&mut settings);
+    let pool = store::pool(&cluster.url(), &settings.database).unwrap();
+    MIGRATOR.run(&pool).await.unwrap();
+    let (partner, path) = one_line(&pool).await;
+    (cluster, pool, partner, path)
+}
+
 /// What a request answered: HTTP status, envelope code, and how long it took.
 #[derive(Debug)]
 struct Answer {
@@ -204,13 +217,7 @@ fn assert_200_or_prompt_503(answer: &Answer) {
 
 #[tokio::test]
 async fn a_database_outage_answers_503_promptly_and_recovers_without_a_restart() {
-    let cluster = Cluster::create();
-    cluster.start();
-    let mut settings = test_settings();
-    quick_settings(&mut settings);
-    let pool = store::pool(&cluster.url(), &settings.database).unwrap();
-    MIGRATOR.run(&pool).await.unwrap();
-    let (partner, path) = one_line(&pool).await;
+    let (cluster, pool, partner, path) = cluster_with_one_line().await;
     let app = Arc::new(TestApp::configured(pool, quick_settings).await);
     let authorization = format!("Bearer {}", app.token_for(partner));
     assert_eq!(ask(&app, &authorization, &path).await.code, 200);
@@ -262,13 +269,7 @@ async fn a_database_outage_answers_503_promptly_and_recovers_without_a_restart()
 
 #[tokio::test]
 async fn after_a_quiet_restart_the_first_request_is_answered() {
-    let cluster = Cluster::create();
-    cluster.start();
-    let mut settings = test_settings();
-    quick_settings(&mut settings);
-    let pool = store::pool(&cluster.url(), &settings.database).unwrap();
-    MIGRATOR.run(&pool).await.unwrap();
-    let (partner, path) = one_line(&pool).await;
+    let (cluster, pool, partner, path) = cluster_with_one_line().await;
     let app = TestApp::configured(pool, |s| {
         quick_settings(s);
         every_read_from_the_database(s);
@@ -287,12 +288,7 @@ async fn after_a_quiet_restart_the_first_request_is_answered() {
 
 #[tokio::test]
 async fn a_change_feed_gone_silent_is_caught_by_its_heartbeat() {
-    let cluster = Cluster::create();
-    cluster.start();
-    let settings = test_settings();
-    let pool = store::pool(&cluster.url(), &settings.database).unwrap();
-    MIGRATOR.run(&pool).await.unwrap();
-    let (partner, path) = one_line(&pool).await;
+    let (_cluster, pool, partner, path) = cluster_with_one_line().await;
     let app = TestApp::configured(pool.clone(), |s| s.listing_cache.heartbeat_seconds = 1).await;
     app.await_listing_cache("live").await;
     let authorization = format!("Bearer {}", app.token_for(partner));

@@ -7,7 +7,8 @@
 //! so a lost announcement cannot leave a stale page behind.
 //!
 //! A page is keyed by everything its statement reads: the token's partner *and* issue time
-//! (revocation compares the two), the tenant, the filter and the page.
+//! (revocation compares the two), the tenant, the filter and the page; and by the content
+//! coding it goes out in, so a compressed page is compressed once.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 

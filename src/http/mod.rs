@@ -46,7 +46,7 @@ pub struct AppState {
     pub rate_limits: Option<RateLimits>,
     pub clock: Clock,
     pub metrics: PrometheusHandle,
-    /// Rendered caller-line pages; `None` when `cache.enabled` is off.
+    /// Rendered caller-line pages; `None` when `listing_cache.enabled` is off.
     pub listing_cache: Option<Arc<ListingCache>>,
 }
 

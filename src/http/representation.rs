@@ -14,7 +14,7 @@ use actix_web::web::Bytes;
 
 use super::conditional::weak_tag;
 
-/// The content codings produced here, in the server's order of preference.
+/// The content codings produced here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Coding {
     Gzip,
@@ -25,6 +25,7 @@ pub enum Coding {
 impl Coding {
     /// The client's choice among ours (RFC 9110 §12.5.3); identity when it states none we make.
     pub fn negotiate(request: &HttpRequest) -> Self {
+        // In the server's order of preference, for the client's ties.
         let supported = [Encoding::gzip(), Encoding::brotli(), Encoding::identity()];
         let chosen = AcceptEncoding::parse(request)
             .ok()

@@ -61,7 +61,9 @@ pub fn list_response<T: Serialize>(
     data: Vec<T>,
 ) -> HttpResponse {
     match list_body(message, page, total, data) {
-        Ok(body) => json_ok(body),
+        Ok(body) => HttpResponse::Ok()
+            .content_type(ContentType::json())
+            .body(body),
         Err(error) => error.error_response(),
     }
 }
@@ -91,13 +93,6 @@ pub fn list_body<T: Serialize>(
     let mut json = Vec::with_capacity(256 + 700 * body.data.len());
     serde_json::to_writer(&mut json, &body).map_err(|error| ApiError::Internal(error.into()))?;
     Ok(json.into())
-}
-
-/// A 200 with a JSON body.
-pub fn json_ok(body: Bytes) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type(ContentType::json())
-        .body(body)
 }
 
 /// `YYYY-MM-DD HH:MM:SS` wall-clock time in the display zone.

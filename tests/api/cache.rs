@@ -40,6 +40,13 @@ async fn setup(pool: PgPool, configure: impl FnOnce(&mut agent_api::config::Sett
     }
 }
 
+/// The default settings, once the cache is listening.
+async fn live_setup(pool: PgPool) -> Setup {
+    let setup = setup(pool, |_| {}).await;
+    setup.app.await_listing_cache("live").await;
+    setup
+}
+
 impl Setup {
     async fn line_name(&self) -> Value {
         let response = self
@@ -78,8 +85,7 @@ impl Setup {
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn pages_come_from_memory_until_a_change_is_announced(pool: PgPool) {
-    let setup = setup(pool, |_| {}).await;
-    setup.app.await_listing_cache("live").await;
+    let setup = live_setup(pool).await;
     assert_eq!(setup.line_name().await, "线路");
 
     setup.rename_unannounced("unannounced").await;
@@ -99,9 +105,8 @@ async fn pages_come_from_memory_until_a_change_is_announced(pool: PgPool) {
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_revoked_token_is_not_served_from_memory(pool: PgPool) {
-    let setup = setup(pool, |_| {}).await;
+    let setup = live_setup(pool).await;
     let app = &setup.app;
-    app.await_listing_cache("live").await;
     let old = app.token_issued(setup.partner, Utc::now() - TimeDelta::seconds(60));
     let path = setup.path.as_str();
     let get_with =
@@ -129,8 +134,7 @@ async fn a_revoked_token_is_not_served_from_memory(pool: PgPool) {
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_lost_change_feed_serves_nothing_stale_and_comes_back(pool: PgPool) {
-    let setup = setup(pool, |_| {}).await;
-    setup.app.await_listing_cache("live").await;
+    let setup = live_setup(pool).await;
     assert_eq!(setup.line_name().await, "线路");
 
     setup.rename_unannounced("while deaf").await;
@@ -154,8 +158,7 @@ async fn a_lost_change_feed_serves_nothing_stale_and_comes_back(pool: PgPool) {
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn compressed_pages_are_kept_compressed_and_apart(pool: PgPool) {
-    let setup = setup(pool, |_| {}).await;
-    setup.app.await_listing_cache("live").await;
+    let setup = live_setup(pool).await;
     let gzipped_name = || async {
         let response = setup
             .app
