@@ -7,7 +7,6 @@ COPY .cargo .cargo
 COPY .sqlx .sqlx
 COPY migrations migrations
 COPY src src
-COPY tests/fixtures tests/fixtures
 RUN cargo build --release --locked --bin agent-api
 
 FROM debian:bookworm-slim

@@ -10,10 +10,10 @@ use clap::{Parser, Subcommand};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::auth::KeyRing;
+use crate::clock::system_clock;
 use crate::config::Settings;
-use crate::http::system_clock;
 use crate::startup::Application;
+use crate::tokens::KeyRing;
 use crate::{store, telemetry, tls};
 
 #[derive(Debug, Parser)]
@@ -167,7 +167,7 @@ async fn inspect(settings: &Settings, token: &str) -> anyhow::Result<()> {
                 Err(_) => Ok("signature and claims valid (partner not checked: no DATABASE_URL)"),
                 Ok(_) => {
                     let pool = connect(settings).await?;
-                    if store::partner_is_active(&pool, verified).await? {
+                    if store::partners::partner_is_active(&pool, verified).await? {
                         Ok("accepted")
                     } else {
                         Err(

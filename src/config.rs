@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use chrono::{DateTime, FixedOffset};
+use chrono::{DateTime, FixedOffset, Utc};
 use chrono_tz::Tz;
 use jsonwebtoken::Algorithm;
 use secrecy::{ExposeSecret, SecretString};
@@ -129,6 +129,17 @@ pub struct LegacySettings {
     pub callerline: LegacyMode,
     pub sunset_at: DateTime<FixedOffset>,
     pub deprecated_at: DateTime<FixedOffset>,
+}
+
+impl LegacySettings {
+    /// Whether the route is served at `now`; from the sunset instant on, `auto` means gone.
+    pub fn is_served(&self, now: DateTime<Utc>) -> bool {
+        match self.callerline {
+            LegacyMode::Auto => now < self.sunset_at,
+            LegacyMode::On => true,
+            LegacyMode::Off => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

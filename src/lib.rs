@@ -1,10 +1,11 @@
 //! agent-api: the partner-facing HTTP API of the cloud call-centre platform.
 //!
 //! `main.rs` only parses the command line; everything it runs lives here, so the integration
-//! tests drive the same code as the binary.
+//! tests drive the same code as the binary. A request goes route (`http`) → handler
+//! (`http::routes`) → domain rules (`domain`) → SQL (`store`).
 
-pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod http;
@@ -12,3 +13,4 @@ pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod tokens;

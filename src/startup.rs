@@ -12,12 +12,13 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use sqlx::PgPool;
 use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
-use crate::auth::KeyRing;
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::http::listing_cache::ListingCache;
 use crate::http::rate_limit::RateLimits;
-use crate::http::{self, AppState, Clock};
-use crate::{store, tls};
+use crate::http::state::AppState;
+use crate::tokens::KeyRing;
+use crate::{http, store, tls};
 
 pub struct Application {
     server: Server,

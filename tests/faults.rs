@@ -2,152 +2,22 @@
 //! shutdown with requests in flight, start-up before the database). Outages use a throwaway
 //! Postgres cluster that the test starts and stops itself, never the shared server.
 
-#[allow(dead_code)]
-#[path = "api/helpers.rs"]
-mod helpers;
+mod support;
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use agent_api::store;
-use helpers::*;
 use sqlx::{Connection, PgConnection, PgPool};
+use support::cluster::{Cluster, run};
+use support::process::{spawn_serve, terminate, wait_for_exit};
+use support::*;
 use uuid::Uuid;
-
-const MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 const ACQUIRE_TIMEOUT_MS: u64 = 500;
 /// What a 503 may take beyond the acquire timeout: a connect attempt, scheduling, a slow CI.
 const MARGIN: Duration = Duration::from_millis(1500);
-
-/// A Postgres cluster of the test's own in a temporary directory, on a free port.
-struct Cluster {
-    bin: PathBuf,
-    dir: PathBuf,
-    port: u16,
-}
-
-impl Cluster {
-    fn create() -> Self {
-        let bin = postgres_bin_dir();
-        let dir = std::env::temp_dir().join(format!("agent-api-cluster-{}", Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let cluster = Self { bin, dir, port };
-        if is_root() {
-            run(Command::new("chown")
-                .arg("-R")
-                .arg("postgres")
-                .arg(&cluster.dir));
-        }
-        run(cluster
-            .as_postgres("initdb")
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "-D"])
-            .arg(&cluster.dir));
-        cluster
-    }
-
-    fn as_postgres(&self, program: &str) -> Command {
-        let program = self.bin.join(program);
-        if is_root() {
-            let mut command = Command::new("runuser");
-            command.args(["-u", "postgres", "--"]).arg(program);
-            command
-        } else {
-            Command::new(program)
-        }
-    }
-
-    fn start(&self) {
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            self.port,
-            self.dir.display()
-        );
-        run(self
-            .as_postgres("pg_ctl")
-            .args(["-w", "-t", "60", "-l"])
-            .arg(self.dir.join("server.log"))
-            .args(["-o", &options, "-D"])
-            .arg(&self.dir)
-            .arg("start"));
-    }
-
-    /// `fast`: every session is disconnected at once, as in an operator's restart.
-    fn stop(&self) {
-        run(self
-            .as_postgres("pg_ctl")
-            .args(["-w", "-m", "fast", "-D"])
-            .arg(&self.dir)
-            .arg("stop"));
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self
-            .as_postgres("pg_ctl")
-            .args(["-m", "immediate", "-D"])
-            .arg(&self.dir)
-            .arg("stop")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|out| out.stdout.starts_with(b"0\n"))
-}
-
-/// `pg_ctl`'s directory: from PATH, else the newest /usr/lib/postgresql/*/bin.
-fn postgres_bin_dir() -> PathBuf {
-    if let Ok(output) = Command::new("sh")
-        .args(["-c", "command -v pg_ctl"])
-        .output()
-        && output.status.success()
-    {
-        let path = PathBuf::from(String::from_utf8(output.stdout).unwrap().trim());
-        return std::fs::canonicalize(path)
-            .unwrap()
-            .parent()
-            .unwrap()
-            .to_path_buf();
-    }
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .expect("PostgreSQL server binaries (scripts/test installs them)")
-        .map(|entry| entry.unwrap().path().join("bin"))
-        .collect();
-    versions.sort();
-    versions.pop().expect("a PostgreSQL version")
-}
-
-fn run(command: &mut Command) {
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
-    assert!(
-        output.status.success(),
-        "{command:?}: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
 
 fn quick_settings(settings: &mut agent_api::config::Settings) {
     settings.database.acquire_timeout_ms = ACQUIRE_TIMEOUT_MS;
@@ -316,6 +186,22 @@ async fn a_change_feed_gone_silent_is_caught_by_its_heartbeat() {
     app.await_listing_cache("live").await;
 }
 
+/// Waits until `count` sessions of the database wait on a lock, as the statements queued
+/// behind `lock_caller_lines` do.
+async fn await_lock_waiters(pool: &PgPool, count: i64) {
+    eventually(&format!("{count} statements wait on the lock"), || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "select count(*) from pg_stat_activity \
+             where datname = current_database() and wait_event_type = 'Lock'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        waiting >= count
+    })
+    .await;
+}
+
 /// Holds an exclusive lock on caller_lines, so every list statement waits behind it.
 async fn lock_caller_lines(pool: &PgPool) -> PgConnection {
     let mut locker = PgConnection::connect(&database_url(pool)).await.unwrap();
@@ -399,50 +285,11 @@ async fn a_statement_past_its_timeout_is_cancelled_with_503(pool: PgPool) {
     own_pool.close().await; // so the test database can be dropped
 }
 
-/// `agent-api serve` on a free port; returns the child and its port once it logs that it serves.
-fn spawn_serve(database_url: &str, extra_env: &[(&str, &str)]) -> (std::process::Child, u16) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_agent-api"));
-    command
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", database_url)
-        .env("APP__AUTH__JWT_SECRET", SECRET)
-        .env("APP__SERVER__HOST", "127.0.0.1")
-        .env("APP__SERVER__PORT", "0")
-        .env("APP__RATE_LIMIT__ENABLED", "false")
-        .envs(extra_env.iter().copied())
-        .arg("serve")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let mut child = command.spawn().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let port = loop {
-        let line = lines.next().expect("serve logs until it listens").unwrap();
-        let event: serde_json::Value = serde_json::from_str(&line).expect("JSON log lines");
-        if event["fields"]["message"] == "agent-api serving" {
-            break event["fields"]["port"].as_u64().unwrap() as u16;
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
-    (child, port)
-}
-
-fn wait_for_exit(child: &mut std::process::Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "the process did not exit");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn sigterm_lets_requests_in_flight_finish_then_exits_zero(pool: PgPool) {
     let (partner, path) = one_line(&pool).await;
     let (mut child, port) = spawn_serve(&database_url(&pool), &[]);
-    let keys = agent_api::auth::KeyRing::from_settings(&test_settings().auth).unwrap();
+    let keys = agent_api::tokens::KeyRing::from_settings(&test_settings().auth).unwrap();
     let token = keys
         .issue(partner, Duration::from_secs(600), None, chrono::Utc::now())
         .unwrap();
@@ -456,8 +303,8 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_zero(pool: PgPool) {
             tokio::spawn(async move { request.await.map(|r| r.status().as_u16()) })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(500)).await; // all three wait on the lock
-    run(Command::new("kill").args(["-TERM", &child.id().to_string()]));
+    await_lock_waiters(&pool, 3).await;
+    terminate(&child);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(child.try_wait().unwrap().is_none(), "still draining");
     sqlx::raw_sql("commit").execute(&mut locker).await.unwrap();

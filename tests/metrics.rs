@@ -1,16 +1,12 @@
 //! `/metrics` in its own test binary: the Prometheus recorder is process-wide, so only here do
 //! no other tests' requests move the counters under test.
 
-#[allow(dead_code)]
-#[path = "api/helpers.rs"]
-mod helpers;
+mod support;
 
 use std::collections::BTreeMap;
 
-use helpers::*;
 use sqlx::PgPool;
-
-const MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+use support::*;
 const ROUTE: &str = "/agent-api/tenant/{id}/callerline";
 
 /// One sample of the Prometheus text format: `name{label="value",…} number`.

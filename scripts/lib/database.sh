@@ -3,8 +3,15 @@
 # (installing PostgreSQL from the OS packages if its binaries are missing); else docker compose.
 # Sourced, not run. Needs ROOT (the repository root).
 
-log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+# Bold only on a terminal: logs captured to a file stay free of escape codes.
+if [ -t 2 ]; then
+  log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+else
+  log() { printf '==> %s\n' "$*" >&2; }
+fi
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+. "$ROOT/scripts/lib/packages.sh"
 
 LOCAL_PG_DATA="$ROOT/.data/postgres"
 LOCAL_PG_PORT_FILE="$ROOT/.data/postgres.port"
@@ -50,11 +57,9 @@ postgres_bin_dir() {
 
 install_postgres() {
   command -v apt-get >/dev/null 2>&1 || return 1
-  local sudo=""
-  if [ "$(id -u)" != 0 ]; then command -v sudo >/dev/null 2>&1 || return 1; sudo="sudo"; fi
-  log "installing PostgreSQL from the OS packages"
-  $sudo apt-get update -qq >&2 &&
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql postgresql-client >&2
+  want_package postgresql "the database server the demo and the tests run against"
+  want_package postgresql-client "psql, to create the databases"
+  install_wanted_packages
 }
 
 # Runs a PostgreSQL server binary as an unprivileged user: Postgres refuses to run as root.

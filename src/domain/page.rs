@@ -1,14 +1,39 @@
-//! The `meta` of a list response (SPEC §2), derived from the request and the total.
+//! One page of a list: its rows, and the `meta` partners read (SPEC §2), derived from the
+//! request and the total.
+
+use serde::{Serialize, Serializer};
+use utoipa::ToSchema;
 
 use super::query::PageRequest;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PageMeta {
-    pub has_pages: bool,
+/// One page of a list and the number of matching rows.
+#[derive(Debug)]
+pub struct Listing<T> {
     pub total: i64,
+    pub items: Vec<T>,
+}
+
+/// 分页信息 · Paging. Serialized field for field in the vendor's key order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(as = Meta)]
+pub struct PageMeta {
+    /// `current_page != 1 || current_page < last_page`(沿用原接口定义 · the vendor's definition)
+    pub has_pages: bool,
+    /// 符合条件的总数 · matching rows
+    pub total: i64,
+    /// max(1, ceil(total / per_page))
     pub last_page: i64,
+    /// 请求的页码 · the requested page
     pub current_page: i64,
+    /// 每页条数,字符串 · page size, as a string (`"15"`)
+    #[serde(serialize_with = "as_string")]
+    #[schema(value_type = String, example = "15", pattern = "^[1-9][0-9]*$")]
     pub per_page: i64,
+}
+
+/// The vendor sends `per_page` as a JSON string.
+fn as_string<S: Serializer>(value: &i64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
 }
 
 impl PageMeta {
@@ -63,5 +88,13 @@ mod tests {
                 "page {page}, per_page {per_page}, total {total}"
             );
         }
+    }
+
+    #[test]
+    fn per_page_is_written_as_a_string_in_the_vendor_order() {
+        assert_eq!(
+            serde_json::to_string(&meta(2, 15, 16)).unwrap(),
+            r#"{"has_pages":true,"total":16,"last_page":2,"current_page":2,"per_page":"15"}"#
+        );
     }
 }

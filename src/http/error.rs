@@ -7,8 +7,9 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::auth::Rejection;
 use crate::domain::query::InvalidParameter;
+use crate::store;
+use crate::tokens::Rejection;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -35,6 +36,15 @@ pub enum ApiError {
 impl From<Rejection> for ApiError {
     fn from(rejection: Rejection) -> Self {
         Self::Unauthorized(rejection)
+    }
+}
+
+impl From<store::Error> for ApiError {
+    fn from(error: store::Error) -> Self {
+        match error {
+            store::Error::Database(error) => error.into(),
+            store::Error::PartnerRejected => Rejection::PartnerRejected.into(),
+        }
     }
 }
 

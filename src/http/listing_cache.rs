@@ -15,9 +15,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::representation::{Coding, EncodedPage};
+use super::response::encoding::{Coding, EncodedPage};
+use crate::domain::partners::PartnerToken;
 use crate::domain::query::{LineFilter, PageRequest};
-use crate::store::PartnerToken;
 use crate::store::changes::Change;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -178,7 +178,7 @@ mod tests {
     use actix_web::web::Bytes;
 
     use super::*;
-    use crate::http::conditional::weak_tag;
+    use crate::http::response::etag::weak_tag;
 
     fn page_of(json: &'static [u8]) -> EncodedPage {
         EncodedPage::new(Bytes::from_static(json), Coding::Identity)

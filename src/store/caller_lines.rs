@@ -5,21 +5,19 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{Listing, PartnerToken, on_connection};
-use crate::domain::caller_line::{CallerLine, LineUser, Tenant, UserType};
+use super::Error;
+use super::pool::on_connection;
+use crate::domain::caller_lines::{CallerLine, LineUser, UserType};
+use crate::domain::page::Listing;
+use crate::domain::partners::PartnerToken;
 use crate::domain::query::{LineFilter, PageRequest};
+use crate::domain::tenants::Tenant;
 
-/// What the list statement found.
+/// A page of the partner's lines on a tenant, and the tenant they show.
 #[derive(Debug)]
-pub enum LineListing {
-    /// The token's partner is unknown, not a partner, deleted, or the token is revoked.
-    PartnerRejected,
-    /// No such tenant, or it is soft-deleted.
-    TenantMissing,
-    Found {
-        tenant: Tenant,
-        listing: Listing<CallerLine>,
-    },
+pub struct TenantLines {
+    pub tenant: Tenant,
+    pub lines: Listing<CallerLine>,
 }
 
 /// One row per line of the page, or a single row with null line columns when the page is
@@ -45,13 +43,14 @@ struct Row {
     user_type: Option<String>,
 }
 
+/// `None` when the tenant is missing or soft-deleted (or `tenant_id` names none).
 pub async fn list(
     pool: &PgPool,
     token: PartnerToken,
     tenant_id: Option<Uuid>,
     filter: LineFilter,
     page: PageRequest,
-) -> Result<LineListing, sqlx::Error> {
+) -> Result<Option<TenantLines>, Error> {
     // One statement, planned once per connection (the pool forces generic plans), whose cost
     // does not grow with the partner's size:
     // - `total` comes from caller_line_counts (kept by a trigger), or counts one user's lines;
@@ -133,30 +132,27 @@ pub async fn list(
         .await
     })
     .await?;
-    Ok(assemble(tenant_id, rows))
+    assemble(tenant_id, rows)
 }
 
 /// Rebuilds the flat rows into the domain's nested lines.
-fn assemble(tenant_id: Option<Uuid>, rows: Vec<Row>) -> LineListing {
-    let Some(first) = rows.first() else {
-        // The statement always yields a row; treat the impossible as "no partner".
-        return LineListing::PartnerRejected;
+fn assemble(tenant_id: Option<Uuid>, rows: Vec<Row>) -> Result<Option<TenantLines>, Error> {
+    // The statement always yields a row; the impossible is treated as "no partner".
+    let Some(first) = rows.first().filter(|first| first.partner_ok) else {
+        return Err(Error::PartnerRejected);
     };
-    if !first.partner_ok {
-        return LineListing::PartnerRejected;
-    }
     let (Some(tenant_id), Some(tenant_name)) = (tenant_id, first.tenant_name.clone()) else {
-        return LineListing::TenantMissing;
+        return Ok(None);
     };
     let total = first.total;
     let items = rows.into_iter().filter_map(line_from_row).collect();
-    LineListing::Found {
+    Ok(Some(TenantLines {
         tenant: Tenant {
             id: tenant_id,
             name: tenant_name,
         },
-        listing: Listing { total, items },
-    }
+        lines: Listing { total, items },
+    }))
 }
 
 fn line_from_row(row: Row) -> Option<CallerLine> {
@@ -186,4 +182,105 @@ fn line_from_row(row: Row) -> Option<CallerLine> {
         description_server: row.description_server,
         call_number: row.call_number,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    /// The row of an empty page: the first three columns and nothing else.
+    fn empty_page(partner_ok: bool, tenant_name: Option<&str>, total: i64) -> Row {
+        Row {
+            partner_ok,
+            tenant_name: tenant_name.map(str::to_owned),
+            total,
+            id: None,
+            name: None,
+            call_line: None,
+            deadline_at: None,
+            available_time: None,
+            begin_at: None,
+            caller_number: None,
+            created_at: None,
+            updated_at: None,
+            description_server: None,
+            call_number: None,
+            user_name: None,
+            user_email: None,
+            user_phone: None,
+            user_type: None,
+        }
+    }
+
+    fn line_row(id: u128, user: Option<(&str, &str)>) -> Row {
+        let at = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
+        Row {
+            id: Some(Uuid::from_u128(id)),
+            name: Some(format!("line {id}")),
+            call_line: Some(3),
+            available_time: Some(60),
+            begin_at: Some(at),
+            caller_number: Some("c".into()),
+            created_at: Some(at),
+            updated_at: Some(at),
+            user_name: user.map(|(name, _)| name.to_owned()),
+            user_type: user.map(|(_, kind)| kind.to_owned()),
+            ..empty_page(true, Some("云节点"), 2)
+        }
+    }
+
+    const TENANT: Option<Uuid> = Some(Uuid::from_u128(7));
+
+    #[test]
+    fn an_empty_page_keeps_its_total_and_has_no_lines() {
+        let found = assemble(TENANT, vec![empty_page(true, Some("云节点"), 40)])
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.tenant.id, TENANT.unwrap());
+        assert_eq!(found.tenant.name, "云节点");
+        assert_eq!(found.lines.total, 40);
+        assert!(found.lines.items.is_empty());
+    }
+
+    #[test]
+    fn a_rejected_partner_outranks_a_missing_tenant() {
+        let outcome = assemble(TENANT, vec![empty_page(false, None, 0)]);
+        assert!(matches!(outcome, Err(Error::PartnerRejected)));
+        assert!(matches!(
+            assemble(TENANT, vec![]),
+            Err(Error::PartnerRejected)
+        ));
+    }
+
+    #[test]
+    fn a_missing_or_unnamed_tenant_is_none() {
+        assert!(
+            assemble(TENANT, vec![empty_page(true, None, 0)])
+                .unwrap()
+                .is_none()
+        );
+        let no_id = assemble(None, vec![empty_page(true, Some("云节点"), 0)]);
+        assert!(no_id.unwrap().is_none());
+    }
+
+    #[test]
+    fn lines_keep_their_order_and_a_line_without_a_user_has_none() {
+        let rows = vec![line_row(1, None), line_row(2, Some(("客户甲", "customer")))];
+        let found = assemble(TENANT, rows).unwrap().unwrap();
+        let lines = &found.lines.items;
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].id, Uuid::from_u128(1));
+        assert_eq!(lines[0].user, None);
+        let user = lines[1].user.as_ref().unwrap();
+        assert_eq!(
+            (user.name.as_str(), user.user_type),
+            ("客户甲", UserType::Customer)
+        );
+        assert_eq!(
+            lines[1].available_at(),
+            Some(lines[1].begin_at.unwrap() + chrono::TimeDelta::seconds(60))
+        );
+    }
 }

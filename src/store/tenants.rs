@@ -3,15 +3,12 @@
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{Listing, PartnerToken, on_connection};
+use super::Error;
+use super::pool::on_connection;
+use crate::domain::page::Listing;
+use crate::domain::partners::PartnerToken;
 use crate::domain::query::PageRequest;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TenantSummary {
-    pub id: Uuid,
-    pub name: String,
-    pub is_default: bool,
-}
+use crate::domain::tenants::TenantSummary;
 
 /// The non-deleted default tenant's id, if there is one.
 pub async fn default_tenant_id(pool: &PgPool) -> Result<Option<Uuid>, sqlx::Error> {
@@ -23,12 +20,12 @@ pub async fn default_tenant_id(pool: &PgPool) -> Result<Option<Uuid>, sqlx::Erro
     .await
 }
 
-/// `None` when the token's partner is rejected; see `caller_lines::LineListing`.
+/// The partner's tenants (SPEC §2b), one page of them.
 pub async fn list_for_partner(
     pool: &PgPool,
     token: PartnerToken,
     page: PageRequest,
-) -> Result<Option<Listing<TenantSummary>>, sqlx::Error> {
+) -> Result<Listing<TenantSummary>, Error> {
     struct Row {
         partner_ok: bool,
         total: i64,
@@ -71,7 +68,7 @@ pub async fn list_for_partner(
     })
     .await?;
     let Some(first) = rows.first().filter(|row| row.partner_ok) else {
-        return Ok(None);
+        return Err(Error::PartnerRejected);
     };
     let total = first.total;
     let items = rows
@@ -84,5 +81,5 @@ pub async fn list_for_partner(
             })
         })
         .collect();
-    Ok(Some(Listing { total, items }))
+    Ok(Listing { total, items })
 }

@@ -10,9 +10,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::helpers::*;
-
-const MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+use crate::support::*;
 
 fn key_path(file: &str) -> String {
     format!("{}/tests/fixtures/keys/{file}", env!("CARGO_MANIFEST_DIR"))
@@ -93,8 +91,8 @@ async fn every_bad_token_is_the_same_401(pool: PgPool) {
     let partner = partner(&pool).await;
     let path = listed(&pool, partner).await;
     let customer = user(&pool, partner, "customer", "客户").await;
-    let deleted = super::helpers::partner(&pool).await;
-    let revoked = super::helpers::partner(&pool).await;
+    let deleted = crate::support::partner(&pool).await;
+    let revoked = crate::support::partner(&pool).await;
     soft_delete_user(&pool, deleted).await;
     sqlx::query("update users set tokens_valid_after = now() where id = $1")
         .bind(revoked)
@@ -344,7 +342,7 @@ async fn a_partners_token_never_reaches_another_partners_lines(pool: PgPool) {
     let tenant_one = tenant(&pool, "一").await;
     let tenant_two = tenant(&pool, "二").await;
     let alice = partner(&pool).await;
-    let bob = super::helpers::partner(&pool).await;
+    let bob = crate::support::partner(&pool).await;
     let bobs_customer = user(&pool, bob, "customer", "bob的客户").await;
     let alices = line(tenant_one, alice).insert(&pool).await;
     for tenant in [tenant_one, tenant_two] {
@@ -383,54 +381,4 @@ async fn a_partners_token_never_reaches_another_partners_lines(pool: PgPool) {
             assert_eq!(ids(&body), expected, "{tenant}{query}");
         }
     }
-}
-
-#[sqlx::test(migrator = "MIGRATOR")]
-async fn a_partner_over_its_rate_limit_gets_429_then_recovers(pool: PgPool) {
-    let partner = partner(&pool).await;
-    let other = super::helpers::partner(&pool).await;
-    let path = listed(&pool, partner).await;
-    let app = TestApp::configured(pool, |s| {
-        s.rate_limit.enabled = true;
-        s.rate_limit.per_second = 1;
-        s.rate_limit.burst = 3;
-    })
-    .await;
-    let token = format!("Bearer {}", app.token_for(partner));
-    for n in 0..3 {
-        assert_eq!(
-            app.request(&path, Some(&token)).await.status(),
-            200,
-            "request {n} is within the burst"
-        );
-    }
-    let limited = app.request(&path, Some(&token)).await;
-    let retry_after: u64 = limited.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!((1..=2).contains(&retry_after), "{retry_after}");
-    assert_eq!(assert_error(limited, 429, 429).await, "请求过于频繁");
-    // Buckets are per partner.
-    assert_ne!(app.get_as(other, &path).await.status(), 429);
-    // A bounded wait for the bucket to refill, as Retry-After says.
-    tokio::time::sleep(std::time::Duration::from_secs(retry_after)).await;
-    assert_eq!(app.request(&path, Some(&token)).await.status(), 200);
-}
-
-#[sqlx::test(migrator = "MIGRATOR")]
-async fn failed_authentication_is_limited_per_client_address(pool: PgPool) {
-    let app = TestApp::configured(pool, |s| {
-        s.rate_limit.enabled = true;
-        s.rate_limit.anonymous_per_second = 1;
-        s.rate_limit.anonymous_burst = 2;
-    })
-    .await;
-    let path = format!("/agent-api/tenant/{}/callerline", Uuid::new_v4());
-    assert_eq!(app.get(&path).await.status(), 401);
-    assert_eq!(app.get(&path).await.status(), 401);
-    let limited = app.get(&path).await;
-    assert!(limited.headers().contains_key("retry-after"));
-    assert_error(limited, 429, 429).await;
 }

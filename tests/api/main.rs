@@ -1,12 +1,23 @@
 //! Integration tests: the real application over real HTTP, each test on its own fresh
 //! Postgres database (`#[sqlx::test]`, which needs `DATABASE_URL` naming a server it may
-//! create databases on). Run them with `scripts/test`.
+//! create databases on). Run them with `scripts/test`. One file per resource or concern.
+
+#[path = "../support/mod.rs"]
+mod support;
 
 mod auth;
-mod cache;
-mod callerline;
-mod edge;
-mod helpers;
+mod caller_lines;
+mod cli;
+mod etag_and_encoding;
+mod hostile_clients;
+mod https;
 mod legacy;
-mod operations;
+mod list_errors;
+mod listing_cache;
+mod observability;
+mod operator_sql;
+mod pagination;
+mod rate_limits;
 mod reference;
+mod schema;
+mod tenants;

@@ -12,7 +12,7 @@ use actix_web::HttpResponse;
 use actix_web::http::header::{self, AcceptEncoding, ContentType, Encoding, Header, HeaderValue};
 use actix_web::web::Bytes;
 
-use super::conditional::weak_tag;
+use super::etag::weak_tag;
 
 /// The content codings produced here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

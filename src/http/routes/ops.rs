@@ -3,8 +3,8 @@
 use actix_web::http::header::ContentType;
 use actix_web::{HttpResponse, web};
 
-use super::AppState;
-use super::error::ApiError;
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
 use crate::store;
 
 /// The process is up.

@@ -3,13 +3,11 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::AppState;
-use super::authn::Authenticated;
-use super::callerlines::reject_parameters;
-use super::error::ApiError;
-use super::wire::{TenantListItem, list_response};
-use crate::auth::Rejection;
 use crate::domain::query::{PageRequest, QueryParams};
+use crate::http::error::ApiError;
+use crate::http::extract::{Authenticated, unless_partner_rejected};
+use crate::http::response::body::{TenantListItem, list_response};
+use crate::http::state::AppState;
 use crate::store;
 
 #[tracing::instrument(name = "list_tenants", skip_all)]
@@ -21,11 +19,9 @@ pub async fn list(
     let params = QueryParams::parse(request.query_string());
     let page = match PageRequest::parse(&params, state.page_limits) {
         Ok(page) => page,
-        Err(invalid) => return Err(reject_parameters(&state, token, invalid).await),
+        Err(invalid) => return Err(unless_partner_rejected(&state, token, invalid.into()).await),
     };
-    let listing = store::tenants::list_for_partner(&state.pool, token, page)
-        .await?
-        .ok_or(ApiError::Unauthorized(Rejection::PartnerRejected))?;
+    let listing = store::tenants::list_for_partner(&state.pool, token, page).await?;
     let items = listing.items.iter().map(TenantListItem::from).collect();
     Ok(list_response("查看云节点成功", page, listing.total, items))
 }

@@ -40,12 +40,6 @@ pub struct LineUser {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tenant {
-    pub id: Uuid,
-    pub name: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallerLine {
     pub id: Uuid,
     pub name: String,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::config::{AuthSettings, ConfigError, KeyAlgorithm, KeySettings};
-use crate::store::PartnerToken;
+use crate::domain::partners::PartnerToken;
 
 /// The `kid` under which `auth.jwt_secret` is known; tokens without a `kid` use it too.
 pub const DEFAULT_KID: &str = "default";
@@ -101,7 +101,7 @@ impl KeyRing {
         })
     }
 
-    /// Checks signature and claims; the partner's standing is checked by the database.
+    /// Checks signature and claims; the partner's standing is the database's to check.
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<PartnerToken, Rejection> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| Rejection::Malformed)?;
         let key = self.key_for(header.kid.as_deref())?;

@@ -4,17 +4,18 @@
 use actix_web::http::header::ContentType;
 use actix_web::web::Bytes;
 use actix_web::{HttpResponse, ResponseError};
-use chrono::{DateTime, Datelike, Timelike, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::error::ApiError;
-use crate::domain::caller_line::{CallerLine, LineUser, Tenant};
+use super::wall_clock::WallClock;
+use crate::domain::caller_lines::{CallerLine, LineUser};
 use crate::domain::page::PageMeta;
 use crate::domain::query::PageRequest;
-use crate::store::tenants::TenantSummary;
+use crate::domain::tenants::{Tenant, TenantSummary};
+use crate::http::error::ApiError;
 
 /// 成功响应 · The success envelope.
 #[derive(Serialize, ToSchema)]
@@ -28,29 +29,8 @@ pub struct ListBody<T> {
     /// 提示信息 · message
     #[schema(value_type = String)]
     message: &'static str,
-    meta: Meta,
+    meta: PageMeta,
     data: Vec<T>,
-}
-
-/// 分页信息 · Paging.
-#[derive(Serialize, ToSchema)]
-pub struct Meta {
-    /// `current_page != 1 || current_page < last_page`(沿用原接口定义 · the vendor's definition)
-    has_pages: bool,
-    /// 符合条件的总数 · matching rows
-    total: i64,
-    /// max(1, ceil(total / per_page))
-    last_page: i64,
-    /// 请求的页码 · the requested page
-    current_page: i64,
-    /// 每页条数,字符串 · page size, as a string (`"15"`)
-    #[serde(serialize_with = "as_string")]
-    #[schema(value_type = String, example = "15", pattern = "^[1-9][0-9]*$")]
-    per_page: i64,
-}
-
-fn as_string<S: Serializer>(value: &i64, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(value)
 }
 
 /// The 200 envelope around one page of items.
@@ -75,81 +55,17 @@ pub fn list_body<T: Serialize>(
     total: i64,
     data: Vec<T>,
 ) -> Result<Bytes, ApiError> {
-    let meta = PageMeta::new(page, total);
     let body = ListBody {
         code: 200,
         status: "success",
         message,
-        meta: Meta {
-            has_pages: meta.has_pages,
-            total: meta.total,
-            last_page: meta.last_page,
-            current_page: meta.current_page,
-            per_page: meta.per_page,
-        },
+        meta: PageMeta::new(page, total),
         data,
     };
     // Sized for a typical line (~650 bytes) so a page is written without regrowing.
     let mut json = Vec::with_capacity(256 + 700 * body.data.len());
     serde_json::to_writer(&mut json, &body).map_err(|error| ApiError::Internal(error.into()))?;
     Ok(json.into())
-}
-
-/// `YYYY-MM-DD HH:MM:SS` wall-clock time in the display zone.
-struct WallClock(DateTime<Tz>);
-
-impl WallClock {
-    fn of(instant: Option<DateTime<Utc>>, zone: Tz) -> Option<Self> {
-        instant.map(|instant| Self(instant.with_timezone(&zone)))
-    }
-}
-
-/// Written digit by digit into a fixed buffer: a response holds up to 600 of these, and both a
-/// strftime pattern and `core::fmt` per field were measurable shares of the service's CPU
-/// (`perf`, bench/).
-impl Serialize for WallClock {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let t = self.0.naive_local();
-        let Ok(year) = u32::try_from(t.year()) else {
-            return serializer.collect_str(self);
-        };
-        if year > 9999 {
-            return serializer.collect_str(self);
-        }
-        let mut text = *b"0000-00-00 00:00:00";
-        for (at, width, value) in [
-            (0, 4, year),
-            (5, 2, t.month()),
-            (8, 2, t.day()),
-            (11, 2, t.hour()),
-            (14, 2, t.minute()),
-            (17, 2, t.second()),
-        ] {
-            let mut rest = value;
-            for digit in text[at..at + width].iter_mut().rev() {
-                *digit = b'0' + (rest % 10) as u8;
-                rest /= 10;
-            }
-        }
-        serializer.serialize_str(std::str::from_utf8(&text).expect("ASCII digits"))
-    }
-}
-
-/// The general form, for years outside 0..=9999 (no real line has one).
-impl std::fmt::Display for WallClock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let t = self.0.naive_local();
-        write!(
-            f,
-            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-            t.year(),
-            t.month(),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        )
-    }
 }
 
 /// 线路 · A caller line. Times are `YYYY-MM-DD HH:MM:SS` in the display zone (UTC+08:00).
@@ -222,7 +138,7 @@ pub struct TenantItem<'a> {
 
 impl<'a> LineItem<'a> {
     pub fn new(line: &'a CallerLine, tenant: &'a Tenant, zone: Tz) -> Self {
-        let wall = |instant: DateTime<Utc>| WallClock(instant.with_timezone(&zone));
+        let wall = |instant: DateTime<Utc>| WallClock::new(instant, zone);
         Self {
             id: line.id,
             name: &line.name,
@@ -273,36 +189,6 @@ impl<'a> From<&'a TenantSummary> for TenantListItem<'a> {
             id: tenant.id,
             name: &tenant.name,
             is_default: tenant.is_default,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-
-    #[test]
-    fn wall_clock_is_zero_padded_local_time() {
-        let instant = Utc.with_ymd_and_hms(2023, 12, 31, 16, 5, 9).unwrap();
-        let shown = WallClock::of(Some(instant), chrono_tz::Asia::Shanghai).unwrap();
-        assert_eq!(shown.to_string(), "2024-01-01 00:05:09");
-        assert_eq!(
-            serde_json::to_string(&shown).unwrap(),
-            "\"2024-01-01 00:05:09\""
-        );
-    }
-
-    #[test]
-    fn every_year_is_written_as_the_general_form_writes_it() {
-        for year in [-1, 0, 7, 999, 1970, 9999, 10_000, 200_000] {
-            let instant = Utc.with_ymd_and_hms(year, 2, 3, 4, 5, 6).unwrap();
-            let shown = WallClock::of(Some(instant), chrono_tz::UTC).unwrap();
-            assert_eq!(
-                serde_json::to_string(&shown).unwrap(),
-                format!("\"{shown}\""),
-                "{year}"
-            );
         }
     }
 }

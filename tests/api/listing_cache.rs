@@ -4,15 +4,12 @@
 
 use std::io::Read;
 
-use agent_api::store::MIGRATOR;
 use chrono::{TimeDelta, Utc};
 use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::helpers::{
-    TestApp, assert_error, eventually, execute_unannounced, json, line, partner, tenant,
-};
+use crate::support::*;
 
 struct Setup {
     app: TestApp,

@@ -1,0 +1,27 @@
+# Debian packages the scripts install when missing: each is named with the reason it is needed
+# before anything is installed, and nothing they merely recommend comes along. Sourced, not run.
+#   want_package PACKAGE "why"   queue a missing package
+#   install_wanted_packages      install the queue (apt-get, as root or through sudo)
+
+WANTED_PACKAGES=()
+
+want_package() {
+  WANTED_PACKAGES+=("$1")
+  log "needs $1: $2"
+}
+
+install_wanted_packages() {
+  [ "${#WANTED_PACKAGES[@]}" -gt 0 ] || return 0
+  command -v apt-get >/dev/null 2>&1 ||
+    die "install ${WANTED_PACKAGES[*]} first (no apt-get here to do it)"
+  local sudo=""
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null 2>&1 || die "install ${WANTED_PACKAGES[*]} first (needs root or sudo)"
+    sudo="sudo"
+  fi
+  log "installing ${WANTED_PACKAGES[*]} with apt-get (--no-install-recommends)"
+  $sudo apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    "${WANTED_PACKAGES[@]}" >&2
+  WANTED_PACKAGES=()
+}

@@ -1,0 +1,94 @@
+//! The connection pool, and the one way statements use it: timed, and counted while waiting.
+
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool};
+
+use crate::config::DatabaseSettings;
+
+/// How long a pooled connection may sit idle before it is pinged on its way out of the pool.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
+
+/// A lazily connecting pool: start-up and `/readyz` decide what to do while Postgres is down.
+pub fn pool(url: &str, settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
+    let options: PgConnectOptions = url
+        .parse::<PgConnectOptions>()?
+        .application_name("agent-api")
+        .options([
+            (
+                "statement_timeout",
+                settings.statement_timeout_ms.to_string(),
+            ),
+            // The statements are written to plan well without their parameters' values, so
+            // each is planned once per connection instead of on every execution.
+            ("plan_cache_mode", "force_generic_plan".to_string()),
+        ]);
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .min_connections(settings.min_connections)
+        .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
+        // sqlx pings every connection on release, and by default on acquire too: a round trip
+        // to Postgres per request beside the statement. A connection just released was proven
+        // then; only one left idle a while (a restart or a firewall may have cut it meanwhile)
+        // is pinged before use.
+        .test_before_acquire(false)
+        .before_acquire(|connection, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= IDLE_BEFORE_PING {
+                    connection.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+        .connect_lazy_with(options))
+}
+
+/// Runs one statement on a pooled connection, recording how long it waited for the connection
+/// (`agent_api_db_pool_acquire_seconds`, and `agent_api_db_pool_waiting` meanwhile) and how
+/// long the statement took (`agent_api_db_query_duration_seconds`).
+pub(super) async fn on_connection<T>(
+    pool: &PgPool,
+    statement: &'static str,
+    query: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+) -> Result<T, sqlx::Error> {
+    let started = Instant::now();
+    let connection = {
+        let _waiting = Waiting::begin();
+        pool.acquire().await
+    };
+    metrics::histogram!("agent_api_db_pool_acquire_seconds")
+        .record(started.elapsed().as_secs_f64());
+    let mut connection = connection?;
+    let started = Instant::now();
+    let outcome = query(&mut connection).await;
+    metrics::histogram!("agent_api_db_query_duration_seconds", "statement" => statement)
+        .record(started.elapsed().as_secs_f64());
+    outcome
+}
+
+/// One request waiting for a pooled connection; counted down even when the request is
+/// abandoned mid-wait.
+struct Waiting(metrics::Gauge);
+
+impl Waiting {
+    fn begin() -> Self {
+        let gauge = metrics::gauge!("agent_api_db_pool_waiting");
+        gauge.increment(1.0);
+        Self(gauge)
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+/// A round trip to the database, for `/readyz`.
+pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::query!("select 1 as one")
+        .fetch_one(pool)
+        .await
+        .map(drop)
+}

@@ -1,0 +1,200 @@
+//! The binary as operators run it (SPEC §5): migrate, seed-demo, token issue/inspect, settings
+//! errors and SIGTERM.
+
+use std::process::Command;
+use std::time::Duration;
+
+use agent_api::store;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::support::process::{agent_api, run_ok, spawn_serve, terminate, wait_for_exit};
+use crate::support::*;
+
+#[sqlx::test(migrations = false)]
+async fn migrate_builds_the_schema_on_an_empty_database_and_reruns_harmlessly(pool: PgPool) {
+    let url = database_url(&pool);
+    run_ok(agent_api(Some(&url)).arg("migrate"));
+    run_ok(agent_api(Some(&url)).arg("migrate"));
+    let applied: i64 = sqlx::query_scalar("select count(*) from _sqlx_migrations where success")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(applied as usize, MIGRATOR.iter().count());
+    for table in ["tenants", "users", "caller_lines", "caller_line_service"] {
+        let exists: bool = sqlx::query_scalar("select to_regclass($1) is not null")
+            .bind(table)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert!(exists, "{table} exists after migrate");
+    }
+}
+
+#[sqlx::test(migrations = false)]
+async fn seed_demo_twice_leaves_the_same_rows(pool: PgPool) {
+    let url = database_url(&pool);
+    run_ok(agent_api(Some(&url)).arg("migrate"));
+    let snapshot = || async {
+        sqlx::query_scalar::<_, String>(
+            "select concat_ws('|', \
+               (select string_agg(t::text, ';' order by id) from tenants t), \
+               (select string_agg(u::text, ';' order by id) from users u), \
+               (select string_agg(l::text, ';' order by id) from caller_lines l))",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    run_ok(agent_api(Some(&url)).arg("seed-demo"));
+    let first = snapshot().await;
+    run_ok(agent_api(Some(&url)).arg("seed-demo"));
+    assert_eq!(snapshot().await, first);
+    let counts: (i64, i64, i64) = sqlx::query_as(
+        "select (select count(*) from tenants where is_default), \
+                (select count(*) from users), (select count(*) from caller_lines)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(counts, (1, 2, 5));
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn seed_demo_restores_edited_demo_rows(pool: PgPool) {
+    store::demo::seed(&pool).await.unwrap();
+    sqlx::query("update caller_lines set deleted_at = now(), name = 'x'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    store::demo::seed(&pool).await.unwrap();
+    let listed: i64 = sqlx::query_scalar(
+        "select count(*) from caller_lines where deleted_at is null and name <> 'x'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(listed, 5);
+}
+
+#[test]
+fn a_bad_setting_refuses_to_start_with_one_line_naming_it() {
+    let cases = [
+        ("APP__SERVER__PORT", "eighty", "server.port"),
+        ("APP__LEGACY__CALLERLINE", "sometimes", "legacy.callerline"),
+        (
+            "APP__AUTH__JWT_SECRET",
+            "too-short",
+            "APP__AUTH__JWT_SECRET",
+        ),
+        (
+            "APP__API__DISPLAY_TIMEZONE",
+            "Moon/Base",
+            "display_timezone",
+        ),
+    ];
+    for (name, value, named) in cases {
+        let output = agent_api(Some("postgres://127.0.0.1:1/x"))
+            .env(name, value)
+            .arg("serve")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{name}={value}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains(named), "{name}={value}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    let output = agent_api(None).arg("migrate").output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("DATABASE_URL"));
+}
+
+#[test]
+fn token_issue_prints_only_a_token_that_verifies() {
+    let partner = Uuid::new_v4();
+    let stdout = run_ok(agent_api(None).args([
+        "token",
+        "issue",
+        "--partner",
+        &partner.to_string(),
+        "--ttl",
+        "2h",
+    ]));
+    let token = stdout.trim_end();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let keys = agent_api::tokens::KeyRing::from_settings(&test_settings().auth).unwrap();
+    let verified = keys.verify(token, chrono::Utc::now()).unwrap();
+    assert_eq!(verified.partner_id, partner);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn sigterm_drains_and_exits_zero(pool: PgPool) {
+    let (mut child, port) = spawn_serve(&database_url(&pool), &[]);
+    let ready = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    terminate(&child);
+    assert_eq!(
+        wait_for_exit(&mut child, Duration::from_secs(20)).code(),
+        Some(0)
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn token_issue_signs_with_a_configured_private_key_and_inspect_explains(pool: PgPool) {
+    let partner = partner(&pool).await;
+    let keys = format!("{}/tests/fixtures/keys", env!("CARGO_MANIFEST_DIR"));
+    let config = std::env::temp_dir().join(format!("agent-api-{}.toml", Uuid::new_v4()));
+    std::fs::write(
+        &config,
+        format!(
+            "[auth]\nsigning_kid = \"ed\"\n[[auth.keys]]\nkid = \"ed\"\nalgorithm = \"EdDSA\"\n\
+             public_key = \"{keys}/ed25519.pub.pem\"\nprivate_key = \"{keys}/ed25519.pem\"\n"
+        ),
+    )
+    .unwrap();
+    let url = database_url(&pool);
+    let with_config = |command: &mut Command| {
+        command.arg("--config").arg(&config);
+    };
+    let mut issue = agent_api(None);
+    with_config(&mut issue);
+    let token = run_ok(issue.args(["token", "issue", "--partner", &partner.to_string()]));
+    let header = jsonwebtoken::decode_header(token.trim()).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::EdDSA);
+    assert_eq!(header.kid.as_deref(), Some("ed"));
+
+    let mut inspect = agent_api(Some(&url));
+    with_config(&mut inspect);
+    let report = run_ok(inspect.args(["token", "inspect", token.trim()]));
+    assert!(
+        report.contains(&partner.to_string()) && report.contains("accepted"),
+        "{report}"
+    );
+
+    sqlx::query("update users set tokens_valid_after = now() + interval '1 second' where id = $1")
+        .bind(partner)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut revoked = agent_api(Some(&url));
+    with_config(&mut revoked);
+    let output = revoked
+        .args(["token", "inspect", token.trim()])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("revoked"));
+
+    let mut garbage = agent_api(None);
+    with_config(&mut garbage);
+    let output = garbage
+        .args(["token", "inspect", "nonsense"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("rejected"));
+    std::fs::remove_file(config).unwrap();
+}

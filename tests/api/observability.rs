@@ -1,0 +1,100 @@
+//! What operators watch and probe: health and readiness, request ids, and the settings every
+//! pooled session carries (SPEC §5).
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use agent_api::startup::Application;
+use agent_api::store;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::support::*;
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn health_and_readiness_answer(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let health = app.get("/healthz").await;
+    assert_eq!(health.status(), 200);
+    assert_eq!(json(health).await["status"], "ok");
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), 200);
+}
+
+#[tokio::test]
+async fn readiness_is_503_while_the_database_is_unreachable() {
+    agent_api::tls::install_crypto_provider();
+    let mut settings = test_settings();
+    settings.database.acquire_timeout_ms = 300;
+    // Nothing listens on port 1: a database that is down.
+    let pool = store::pool("postgres://postgres@127.0.0.1:1/none", &settings.database).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let application =
+        Application::build(&settings, listener, pool, agent_api::clock::system_clock()).unwrap();
+    let address = format!("http://127.0.0.1:{}", application.port());
+    tokio::spawn(application.run_until_stopped());
+    let started = Instant::now();
+    let response = reqwest::get(format!("{address}/readyz")).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answers within the acquire timeout"
+    );
+    assert_eq!(response.headers()["retry-after"], "1");
+    assert_eq!(assert_error(response, 503, 503).await, "服务暂不可用");
+    let health = reqwest::get(format!("{address}/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200, "the process itself is up");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn request_ids_are_honoured_or_generated_and_echoed(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let url = format!("{}/healthz", app.address);
+    let honoured = app
+        .client()
+        .get(&url)
+        .header("X-Request-Id", "partner-trace-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(honoured.headers()["x-request-id"], "partner-trace-42");
+    let generated = app.client().get(&url).send().await.unwrap();
+    let id = generated.headers()["x-request-id"].to_str().unwrap();
+    assert!(Uuid::try_parse(id).is_ok(), "{id}");
+    let oversized = "x".repeat(500);
+    let replaced = app
+        .client()
+        .get(&url)
+        .header("X-Request-Id", &oversized)
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(replaced.headers()["x-request-id"], oversized.as_str());
+    let error = app
+        .client()
+        .get(format!("{}/agent-api/nope", app.address))
+        .header("X-Request-Id", "e-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error.headers()["x-request-id"],
+        "e-1",
+        "errors carry it too"
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn pool_connections_carry_the_statement_timeout_and_generic_plans(pool: PgPool) {
+    let mut settings = test_settings();
+    settings.database.statement_timeout_ms = 1234;
+    let own_pool = store::pool(&database_url(&pool), &settings.database).unwrap();
+    let (timeout, plans): (String, String) = sqlx::query_as(
+        "select current_setting('statement_timeout'), current_setting('plan_cache_mode')",
+    )
+    .fetch_one(&own_pool)
+    .await
+    .unwrap();
+    assert_eq!(timeout, "1234ms");
+    assert_eq!(plans, "force_generic_plan");
+    own_pool.close().await;
+}

@@ -1,0 +1,132 @@
+//! The SQL operators run: every block of README.md against a real database, the split function
+//! and the service view (SPEC §1).
+
+use agent_api::store::demo;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::support::*;
+
+/// The ```sql blocks of README.md, with psql's `:'name'` and `:name` variables filled in.
+fn readme_sql(values: &[(&str, String)]) -> Vec<String> {
+    let readme = include_str!("../../README.md");
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in readme.lines() {
+        match (&mut current, line.trim_start()) {
+            (None, "```sql") => current = Some(String::new()),
+            (Some(block), "```") => {
+                blocks.push(std::mem::take(block));
+                current = None;
+            }
+            (Some(block), _) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    blocks
+        .into_iter()
+        .map(|mut block| {
+            for (name, value) in values {
+                block = block.replace(&format!(":'{name}'"), &format!("'{value}'"));
+                block = block.replace(&format!(":{name}"), value);
+            }
+            assert!(
+                !block.contains(":'"),
+                "an unfilled psql variable in:\n{block}"
+            );
+            block
+        })
+        .collect()
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn the_operator_sql_in_the_readme_runs(pool: PgPool) {
+    demo::seed(&pool).await.unwrap();
+    let line = "a1b93390-3e6e-4bc4-b23b-5693484fd0f7";
+    let values = [
+        ("partner", demo::DEMO_PARTNER_ID.to_string()),
+        ("user", "00000000-0000-0000-0000-000000000002".to_string()),
+        ("line", line.to_string()),
+        ("name", "运营测试".to_string()),
+        ("email", "ops@example.com".to_string()),
+        ("phone", "13900000000".to_string()),
+        ("issued_at", "2030-01-01T00:00:00Z".to_string()),
+        ("days", "36500".to_string()),
+    ];
+    let blocks = readme_sql(&values);
+    assert!(blocks.len() >= 2, "README has its SQL blocks");
+    for block in blocks {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(block.clone()))
+            .execute(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("README SQL failed: {e}\n{block}"));
+    }
+    // The split took 1 of the line's 10 and made a child; the line was then soft-deleted.
+    let (parent_call_line, children): (i32, i64) = sqlx::query_as(
+        "select call_line, (select count(*) from caller_lines where parent_id = $1::uuid) \
+         from caller_lines where id = $1::uuid",
+    )
+    .bind(line)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((parent_call_line, children), (9, 1));
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_split_cannot_take_more_than_the_line_has(pool: PgPool) {
+    demo::seed(&pool).await.unwrap();
+    let outcome =
+        sqlx::query("select split_caller_line('7aa839fb-4b04-40f3-ab16-0da39aeacf76', 2)")
+            .execute(&pool)
+            .await;
+    assert!(outcome.is_err(), "the line has a call_line of 1");
+    let missing = sqlx::query("select split_caller_line(gen_random_uuid(), 1)")
+        .execute(&pool)
+        .await;
+    assert!(missing.is_err());
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn the_service_view_ends_service_at_the_earlier_bound(pool: PgPool) {
+    let tenant = tenant(&pool, "云节点").await;
+    let partner = partner(&pool).await;
+    let start = beijing("2024-01-01 00:00:00");
+    let by_time = line(tenant, partner)
+        .began(start, 3600)
+        .deadline(start + chrono::TimeDelta::days(1))
+        .insert(&pool)
+        .await;
+    let by_deadline = line(tenant, partner)
+        .began(start, 86_400 * 9)
+        .deadline(start + chrono::TimeDelta::days(1))
+        .insert(&pool)
+        .await;
+    let unbounded = line(tenant, partner).insert(&pool).await;
+    let not_begun = line(tenant, partner).deadline(start).insert(&pool).await;
+    let ends = |id: Uuid| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, Option<chrono::DateTime<chrono::Utc>>>(
+                "select service_ends_at from caller_line_service where id = $1",
+            )
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(
+        ends(by_time).await,
+        Some(start + chrono::TimeDelta::hours(1))
+    );
+    assert_eq!(
+        ends(by_deadline).await,
+        Some(start + chrono::TimeDelta::days(1))
+    );
+    assert_eq!(ends(unbounded).await, None);
+    assert_eq!(ends(not_begun).await, Some(start));
+}

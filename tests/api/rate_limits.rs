@@ -1,0 +1,64 @@
+//! Rate limits (SPEC §2's 429): a token bucket per partner, and one per client address for
+//! requests that fail authentication.
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::support::*;
+
+/// One listed line for `partner` on a fresh tenant; returns the list path.
+async fn listed(pool: &PgPool, partner: Uuid) -> String {
+    let tenant = tenant(pool, "云节点").await;
+    line(tenant, partner).insert(pool).await;
+    format!("/agent-api/tenant/{tenant}/callerline")
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_partner_over_its_rate_limit_gets_429_then_recovers(pool: PgPool) {
+    let partner = partner(&pool).await;
+    let other = crate::support::partner(&pool).await;
+    let path = listed(&pool, partner).await;
+    let app = TestApp::configured(pool, |s| {
+        s.rate_limit.enabled = true;
+        s.rate_limit.per_second = 1;
+        s.rate_limit.burst = 3;
+    })
+    .await;
+    let token = format!("Bearer {}", app.token_for(partner));
+    for n in 0..3 {
+        assert_eq!(
+            app.request(&path, Some(&token)).await.status(),
+            200,
+            "request {n} is within the burst"
+        );
+    }
+    let limited = app.request(&path, Some(&token)).await;
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    assert_eq!(assert_error(limited, 429, 429).await, "请求过于频繁");
+    // Buckets are per partner.
+    assert_ne!(app.get_as(other, &path).await.status(), 429);
+    // A bounded wait for the bucket to refill, as Retry-After says.
+    tokio::time::sleep(std::time::Duration::from_secs(retry_after)).await;
+    assert_eq!(app.request(&path, Some(&token)).await.status(), 200);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn failed_authentication_is_limited_per_client_address(pool: PgPool) {
+    let app = TestApp::configured(pool, |s| {
+        s.rate_limit.enabled = true;
+        s.rate_limit.anonymous_per_second = 1;
+        s.rate_limit.anonymous_burst = 2;
+    })
+    .await;
+    let path = format!("/agent-api/tenant/{}/callerline", Uuid::new_v4());
+    assert_eq!(app.get(&path).await.status(), 401);
+    assert_eq!(app.get(&path).await.status(), 401);
+    let limited = app.get(&path).await;
+    assert!(limited.headers().contains_key("retry-after"));
+    assert_error(limited, 429, 429).await;
+}

@@ -1,0 +1,133 @@
+//! A Postgres cluster of the test's own, for the tests that stop, pause or break a database:
+//! never the shared server. Created in a temporary directory on a free port, removed on drop.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use uuid::Uuid;
+
+/// A Postgres cluster of the test's own in a temporary directory, on a free port.
+pub struct Cluster {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Cluster {
+    pub fn create() -> Self {
+        let bin = postgres_bin_dir();
+        let dir = std::env::temp_dir().join(format!("agent-api-cluster-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cluster = Self { bin, dir, port };
+        if is_root() {
+            run(Command::new("chown")
+                .arg("-R")
+                .arg("postgres")
+                .arg(&cluster.dir));
+        }
+        run(cluster
+            .as_postgres("initdb")
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "-D"])
+            .arg(&cluster.dir));
+        cluster
+    }
+
+    pub fn as_postgres(&self, program: &str) -> Command {
+        let program = self.bin.join(program);
+        if is_root() {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(program);
+            command
+        } else {
+            Command::new(program)
+        }
+    }
+
+    pub fn start(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
+        run(self
+            .as_postgres("pg_ctl")
+            .args(["-w", "-t", "60", "-l"])
+            .arg(self.dir.join("server.log"))
+            .args(["-o", &options, "-D"])
+            .arg(&self.dir)
+            .arg("start"));
+    }
+
+    /// `fast`: every session is disconnected at once, as in an operator's restart.
+    pub fn stop(&self) {
+        run(self
+            .as_postgres("pg_ctl")
+            .args(["-w", "-m", "fast", "-D"])
+            .arg(&self.dir)
+            .arg("stop"));
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self
+            .as_postgres("pg_ctl")
+            .args(["-m", "immediate", "-D"])
+            .arg(&self.dir)
+            .arg("stop")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout.starts_with(b"0\n"))
+}
+
+/// `pg_ctl`'s directory: from PATH, else the newest /usr/lib/postgresql/*/bin.
+fn postgres_bin_dir() -> PathBuf {
+    if let Ok(output) = Command::new("sh")
+        .args(["-c", "command -v pg_ctl"])
+        .output()
+        && output.status.success()
+    {
+        let path = PathBuf::from(String::from_utf8(output.stdout).unwrap().trim());
+        return std::fs::canonicalize(path)
+            .unwrap()
+            .parent()
+            .unwrap()
+            .to_path_buf();
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL server binaries (scripts/test installs them)")
+        .map(|entry| entry.unwrap().path().join("bin"))
+        .collect();
+    versions.sort();
+    versions.pop().expect("a PostgreSQL version")
+}
+
+pub fn run(command: &mut Command) {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
