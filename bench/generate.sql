@@ -9,8 +9,6 @@
 \set ON_ERROR_STOP on
 begin;
 select setseed(0.42);
--- One recount at the end instead of a counter update per inserted line.
-alter table caller_lines disable trigger caller_lines_maintain_counts;
 
 insert into tenants (id, name, is_default, created_at, updated_at)
 select md5('tenant-' || n)::uuid, '云节点' || n, n = 1,
@@ -67,8 +65,6 @@ select md5('split-' || s)::uuid, parent.tenant_id, parent.partner_id, parent.use
 from generate_series(1, :lines / 10) s
 join caller_lines parent on parent.id = md5('line-' || (1 + (s * 7919) % ((:lines * 9) / 10)))::uuid;
 
-alter table caller_lines enable trigger caller_lines_maintain_counts;
-select rebuild_caller_line_counts();
 commit;
 -- Index-only scans need the visibility map; the planner needs statistics.
 vacuum analyze;

@@ -119,7 +119,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             settings.server.host, settings.server.port
         )
     })?;
-    let application = Application::build(&settings, listener, pool.clone(), system_clock())?;
+    let application = Application::build(&settings, listener, pool.clone(), system_clock()).await?;
     tracing::info!(
         port = application.port(),
         tls = settings.tls.cert_path.is_some(),
@@ -167,7 +167,10 @@ async fn inspect(settings: &Settings, token: &str) -> anyhow::Result<()> {
                 Err(_) => Ok("signature and claims valid (partner not checked: no DATABASE_URL)"),
                 Ok(_) => {
                     let pool = connect(settings).await?;
-                    if store::partners::partner_is_active(&pool, verified).await? {
+                    if store::partners::standing(&pool, verified.partner_id)
+                        .await?
+                        .accepts(&verified)
+                    {
                         Ok("accepted")
                     } else {
                         Err(

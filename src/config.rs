@@ -48,6 +48,9 @@ pub struct ServerSettings {
 pub struct DatabaseSettings {
     /// From `DATABASE_URL`; only the subcommands that touch the database require it.
     pub url: Option<SecretString>,
+    /// From `DATABASE_FEED_URL`: a direct session with the primary for the change feed's
+    /// `LISTEN`, when `DATABASE_URL` goes through a transaction pooler. Defaults to `DATABASE_URL`.
+    pub feed_url: Option<SecretString>,
     pub max_connections: u32,
     pub min_connections: u32,
     /// How long a request waits for a pooled connection before answering 503.
@@ -154,19 +157,24 @@ pub struct RateLimitSettings {
     pub anonymous_burst: u32,
 }
 
-/// Rendered caller-line pages kept in memory while the database's change feed is connected.
+/// What is kept in memory while the database's change feed is proven to hear: rendered
+/// caller-line pages (when enabled), partners' standing and the default tenant.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ListingCacheSettings {
+    /// Whether rendered pages are kept; standing and the default tenant always are.
     pub enabled: bool,
-    /// Bound on the bytes of pages kept.
+    /// Bound on what kept pages cost in memory.
     pub max_bytes: u64,
-    /// How often the change feed's connection must prove it is alive (and within what time).
-    pub heartbeat_seconds: u64,
+    /// The most of `max_bytes` one partner's pages may take, from 0 to 1.
+    pub max_partner_share: f64,
+    /// Memory answers only while a heartbeat sent through the database within this time has
+    /// come back on the feed; past it, every request reads the database.
+    pub max_staleness_ms: u64,
 }
 
 impl ListingCacheSettings {
-    pub fn heartbeat(&self) -> Duration {
-        Duration::from_secs(self.heartbeat_seconds)
+    pub fn max_staleness(&self) -> Duration {
+        Duration::from_millis(self.max_staleness_ms)
     }
 }
 
@@ -225,6 +233,8 @@ impl Settings {
             )
             .set_override_option("database.url", env.get("DATABASE_URL").cloned())
             .map_err(describe)?
+            .set_override_option("database.feed_url", env.get("DATABASE_FEED_URL").cloned())
+            .map_err(describe)?
             .build()
             .map_err(describe)?;
         let settings: Settings = built.try_deserialize().map_err(describe)?;
@@ -275,9 +285,16 @@ impl Settings {
                 "listing_cache.max_bytes must be at least 65536 (set listing_cache.enabled = false to keep no pages)".into(),
             ));
         }
-        if self.listing_cache.heartbeat_seconds == 0 {
+        if self.listing_cache.max_staleness_ms < 100 {
             return Err(ConfigError(
-                "listing_cache.heartbeat_seconds must be at least 1".into(),
+                "listing_cache.max_staleness_ms must be at least 100".into(),
+            ));
+        }
+        if !(self.listing_cache.max_partner_share > 0.0
+            && self.listing_cache.max_partner_share <= 1.0)
+        {
+            return Err(ConfigError(
+                "listing_cache.max_partner_share must be above 0 and at most 1".into(),
             ));
         }
         if self.tls.cert_path.is_some() != self.tls.key_path.is_some() {
@@ -349,7 +366,8 @@ fn defaults() -> Result<config::ConfigBuilder<config::builder::DefaultState>, Co
         .set_default("rate_limit.anonymous_burst", 20)?
         .set_default("listing_cache.enabled", true)?
         .set_default("listing_cache.max_bytes", 16 * 1024 * 1024)?
-        .set_default("listing_cache.heartbeat_seconds", 30)?
+        .set_default("listing_cache.max_partner_share", 0.25)?
+        .set_default("listing_cache.max_staleness_ms", 2_000)?
         .set_default("log.format", "json")?
         .set_default("log.level", "info")
         .map_err(describe)

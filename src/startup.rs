@@ -9,14 +9,17 @@ use actix_web::dev::Server;
 use actix_web::{App, HttpServer, middleware, web};
 use anyhow::Context;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use secrecy::ExposeSecret;
 use sqlx::PgPool;
+use sqlx::postgres::PgConnectOptions;
 use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
+use crate::cache::{DefaultTenant, Freshness, Pages, Standings};
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::http::listing_cache::ListingCache;
 use crate::http::rate_limit::RateLimits;
 use crate::http::state::AppState;
+use crate::store::changes::FeedSettings;
 use crate::tokens::KeyRing;
 use crate::{http, store, tls};
 
@@ -26,23 +29,18 @@ pub struct Application {
 }
 
 impl Application {
-    pub fn build(
+    pub async fn build(
         settings: &Settings,
         listener: TcpListener,
         pool: PgPool,
         clock: Clock,
     ) -> anyhow::Result<Self> {
         let port = listener.local_addr()?.port();
-        let listing_cache = settings.listing_cache.enabled.then(|| {
-            let cache = Arc::new(ListingCache::new(settings.listing_cache.max_bytes));
-            let follower = Arc::downgrade(&cache);
-            store::changes::follow(&pool, settings.listing_cache.heartbeat(), move |change| {
-                if let Some(cache) = follower.upgrade() {
-                    cache.apply(change);
-                }
-            });
-            cache
-        });
+        let freshness = Arc::new(Freshness::new(settings.listing_cache.max_staleness()));
+        follow_changes(&pool, settings, &freshness)?;
+        let default_tenant = Arc::new(DefaultTenant::new(freshness.clone()));
+        keep_default_tenant_current(pool.clone(), default_tenant.clone(), &freshness).await;
+        let cache = &settings.listing_cache;
         let state = web::Data::new(AppState {
             pool,
             keys: KeyRing::from_settings(&settings.auth)?,
@@ -52,7 +50,12 @@ impl Application {
             rate_limits: RateLimits::from_settings(&settings.rate_limit),
             clock,
             metrics: prometheus(),
-            listing_cache,
+            pages: cache
+                .enabled
+                .then(|| Pages::new(cache.max_bytes, cache.max_partner_share, freshness.clone())),
+            standings: Standings::new(freshness.clone()),
+            default_tenant,
+            freshness,
         });
         metrics::gauge!("agent_api_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
         housekeeping(Arc::downgrade(&state.clone().into_inner()));
@@ -96,6 +99,75 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// Follows the change feed into `freshness`: heartbeats four times within the staleness bound,
+/// and a new connection when none has come back for twice the bound.
+fn follow_changes(
+    pool: &PgPool,
+    settings: &Settings,
+    freshness: &Arc<Freshness>,
+) -> anyhow::Result<()> {
+    let bound = settings.listing_cache.max_staleness();
+    let listen = match &settings.database.feed_url {
+        Some(url) => url
+            .expose_secret()
+            .parse::<PgConnectOptions>()
+            .context("DATABASE_FEED_URL is not a usable Postgres URL")?,
+        None => (*pool.connect_options()).clone(),
+    };
+    let feed = FeedSettings {
+        listen,
+        notify: (*pool.connect_options()).clone(),
+        heartbeat: bound / 4,
+        give_up_after: (bound * 2).max(Duration::from_secs(1)),
+        follow_positions: false,
+    };
+    let follower = Arc::downgrade(freshness);
+    store::changes::follow(pool, feed, move |change| {
+        if let Some(freshness) = follower.upgrade() {
+            freshness.apply(change);
+        }
+    });
+    Ok(())
+}
+
+/// Reads the default tenant before serving (so even the first stranger's answer names the
+/// successor, SPEC §3) and again whenever a tenant changes or the feed reconnects, so the
+/// legacy route never needs the database to name it. A failed read is retried every second;
+/// requests read it themselves meanwhile.
+async fn keep_default_tenant_current(
+    pool: PgPool,
+    memory: Arc<DefaultTenant>,
+    freshness: &Arc<Freshness>,
+) {
+    const RETRY: Duration = Duration::from_secs(1);
+    async fn read(pool: &PgPool, memory: &DefaultTenant) -> bool {
+        let read_at = memory.stamp();
+        let id = store::tenants::default_tenant_id(pool).await;
+        id.map(|id| memory.keep(id, read_at)).is_ok()
+    }
+    let mut known = read(&pool, &memory).await;
+    let freshness = Arc::downgrade(freshness);
+    tokio::spawn(async move {
+        let refresh = async {
+            loop {
+                if known {
+                    let Some(freshness) = freshness.upgrade() else {
+                        return;
+                    };
+                    freshness.tenants_changed.notified().await;
+                } else {
+                    tokio::time::sleep(RETRY).await;
+                }
+                known = read(&pool, &memory).await;
+            }
+        };
+        tokio::select! {
+            () = refresh => {}
+            () = pool.close_event() => {}
+        }
+    });
 }
 
 /// `/docs`: Swagger UI from assets inside the binary, reading `/openapi.json`; nothing is

@@ -159,7 +159,7 @@ async fn after_a_quiet_restart_the_first_request_is_answered() {
 #[tokio::test]
 async fn a_change_feed_gone_silent_is_caught_by_its_heartbeat() {
     let (_cluster, pool, partner, path) = cluster_with_one_line().await;
-    let app = TestApp::configured(pool.clone(), |s| s.listing_cache.heartbeat_seconds = 1).await;
+    let app = TestApp::configured(pool.clone(), |s| s.listing_cache.max_staleness_ms = 500).await;
     app.await_listing_cache("live").await;
     let authorization = format!("Bearer {}", app.token_for(partner));
     let name = || async {

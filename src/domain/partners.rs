@@ -10,3 +10,58 @@ pub struct PartnerToken {
     pub partner_id: Uuid,
     pub issued_at: DateTime<Utc>,
 }
+
+/// Whether a partner's tokens are accepted, as `users` says: a row of `type = 'partner'`, not
+/// deleted, and tokens issued before `tokens_valid_after` revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    Active {
+        tokens_valid_after: Option<DateTime<Utc>>,
+    },
+    /// Unknown, not a partner, or deleted.
+    Rejected,
+}
+
+impl Standing {
+    /// The SQL function `token_partner(sub, iat)` says the same.
+    pub fn accepts(&self, token: &PartnerToken) -> bool {
+        match self {
+            Self::Active { tokens_valid_after } => {
+                tokens_valid_after.is_none_or(|after| after <= token.issued_at)
+            }
+            Self::Rejected => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn tokens_issued_before_the_revocation_instant_are_refused() {
+        let at = |seconds| Utc.timestamp_opt(seconds, 0).unwrap();
+        let token = PartnerToken {
+            partner_id: Uuid::nil(),
+            issued_at: at(100),
+        };
+        let revoked_at = |seconds| Standing::Active {
+            tokens_valid_after: Some(at(seconds)),
+        };
+        assert!(
+            Standing::Active {
+                tokens_valid_after: None
+            }
+            .accepts(&token)
+        );
+        assert!(
+            revoked_at(100).accepts(&token),
+            "issued at the instant: accepted"
+        );
+        assert!(revoked_at(99).accepts(&token));
+        assert!(!revoked_at(101).accepts(&token));
+        assert!(!Standing::Rejected.accepts(&token));
+    }
+}

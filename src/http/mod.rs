@@ -1,11 +1,10 @@
 //! The HTTP layer. `routes` below is the whole route table; each handler is a file of
 //! `routes/`, the parts every list response is made of are in `response/`, and the plumbing
 //! around the handlers sits beside them: extractors, the error envelope, middleware, rate
-//! limits, the listing cache, the OpenAPI reference and the shared state.
+//! limits, the OpenAPI reference and the shared state.
 
 pub mod error;
 pub mod extract;
-pub mod listing_cache;
 pub mod middleware;
 pub mod openapi;
 pub mod rate_limit;

@@ -1,4 +1,5 @@
-//! What every handler shares: the pool, the keys, the settings it needs and the in-memory state.
+//! What every handler shares: the pool, the keys, the settings it needs and what is kept in
+//! memory between requests.
 
 use std::sync::Arc;
 
@@ -6,12 +7,23 @@ use chrono_tz::Tz;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 
-use super::listing_cache::ListingCache;
 use super::rate_limit::RateLimits;
+use super::response::encoding::{Coding, EncodedPage};
+use crate::cache::{DefaultTenant, Freshness, Pages, Standings};
 use crate::clock::Clock;
 use crate::config::LegacySettings;
-use crate::domain::query::PageLimits;
+use crate::domain::query::{LineFilter, PageLimits, PageRequest};
 use crate::tokens::KeyRing;
+
+/// What, besides its partner and tenant, makes a kept caller-line page.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LinePage {
+    pub filter: LineFilter,
+    pub page: PageRequest,
+    pub coding: Coding,
+}
+
+pub type ListingCache = Pages<LinePage, EncodedPage>;
 
 pub struct AppState {
     pub pool: PgPool,
@@ -22,6 +34,10 @@ pub struct AppState {
     pub rate_limits: Option<RateLimits>,
     pub clock: Clock,
     pub metrics: PrometheusHandle,
+    /// What the change feed has said: whether memory may answer, and what is out of date.
+    pub freshness: Arc<Freshness>,
     /// Rendered caller-line pages; `None` when `listing_cache.enabled` is off.
-    pub listing_cache: Option<Arc<ListingCache>>,
+    pub pages: Option<ListingCache>,
+    pub standings: Standings,
+    pub default_tenant: Arc<DefaultTenant>,
 }

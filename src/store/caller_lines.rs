@@ -53,7 +53,8 @@ pub async fn list(
 ) -> Result<Option<TenantLines>, Error> {
     // One statement, planned once per connection (the pool forces generic plans), whose cost
     // does not grow with the partner's size:
-    // - `total` comes from caller_line_counts (kept by a trigger), or counts one user's lines;
+    // - `total` sums the pair's few rows of caller_line_count_deltas (kept by the statement
+    //   triggers of migration 0800), or counts one user's lines;
     // - the page is read from whichever end of the listing index is nearer, so the last page
     //   of 100,000 lines costs what the first does;
     // - rows are filtered by the path's ids directly (index conditions the planner can see);
@@ -67,10 +68,11 @@ pub async fn list(
         counted as (
             select case
                 when $4::uuid is null then coalesce((
-                    select case $5::boolean when true then c.unallocated
-                                            when false then c.listed - c.unallocated
-                                            else c.listed end
-                    from caller_line_counts c where c.partner_id = $1 and c.tenant_id = $3), 0)
+                    select case $5::boolean when true then sum(c.unallocated)
+                                            when false then sum(c.listed - c.unallocated)
+                                            else sum(c.listed) end
+                    from caller_line_count_deltas c
+                    where c.partner_id = $1 and c.tenant_id = $3), 0)::bigint
                 -- A user's lines are all allocated: unused=true matches none of them.
                 else (select count(*) from caller_lines l
                       where l.partner_id = $1 and l.tenant_id = $3 and l.user_id = $4

@@ -5,13 +5,16 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod announcements;
 mod auth;
+mod cache_scopes;
 mod caller_lines;
 mod cli;
 mod etag_and_encoding;
 mod hostile_clients;
 mod https;
 mod legacy;
+mod line_counts;
 mod list_errors;
 mod listing_cache;
 mod observability;

@@ -30,7 +30,9 @@ async fn readiness_is_503_while_the_database_is_unreachable() {
     let pool = store::pool("postgres://postgres@127.0.0.1:1/none", &settings.database).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let application =
-        Application::build(&settings, listener, pool, agent_api::clock::system_clock()).unwrap();
+        Application::build(&settings, listener, pool, agent_api::clock::system_clock())
+            .await
+            .unwrap();
     let address = format!("http://127.0.0.1:{}", application.port());
     tokio::spawn(application.run_until_stopped());
     let started = Instant::now();

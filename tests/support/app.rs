@@ -59,6 +59,7 @@ impl TestApp {
         configure(&mut settings);
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
         let application = Application::build(&settings, listener, pool.clone(), clock)
+            .await
             .expect("application builds");
         let address = format!("http://127.0.0.1:{}", application.port());
         tokio::spawn(application.run_until_stopped());

@@ -4,14 +4,15 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use uuid::Uuid;
 
+use crate::cache::pages::{Lookup, PageKey};
+use crate::domain::page::PageMeta;
 use crate::domain::partners::PartnerToken;
 use crate::domain::query::{LineFilter, PageRequest, QueryParams};
 use crate::http::error::ApiError;
-use crate::http::extract::{Authenticated, DefaultTenant, unless_partner_rejected};
-use crate::http::listing_cache::{Lookup, PageKey};
+use crate::http::extract::{Authenticated, DefaultTenant};
 use crate::http::response::body::{LineItem, list_body};
 use crate::http::response::encoding::{Coding, EncodedPage};
-use crate::http::state::AppState;
+use crate::http::state::{AppState, LinePage};
 use crate::store;
 
 #[tracing::instrument(name = "list_caller_lines", skip_all)]
@@ -43,18 +44,20 @@ async fn list_lines(
     request: &HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let params = QueryParams::parse(request.query_string());
-    let parsed = PageRequest::parse(&params, state.page_limits)
-        .and_then(|page| Ok((page, LineFilter::parse(&params)?)));
-    let (page, filter) = match parsed {
-        Ok(parsed) => parsed,
-        Err(invalid) => return Err(unless_partner_rejected(state, token, invalid.into()).await),
-    };
+    let page = PageRequest::parse(&params, state.page_limits)?;
+    let filter = LineFilter::parse(&params)?;
     let coding = Coding::negotiate(request);
     // Only an existing tenant's page is kept, so only those are looked up.
-    let lookup = match (state.listing_cache.as_deref(), tenant_id) {
-        (Some(cache), Some(tenant_id)) => {
-            cache.lookup(PageKey::new(token, tenant_id, filter, page, coding))
-        }
+    let lookup = match (&state.pages, tenant_id) {
+        (Some(pages), Some(tenant_id)) => pages.lookup(PageKey {
+            partner_id: token.partner_id,
+            tenant_id,
+            variant: LinePage {
+                filter,
+                page,
+                coding,
+            },
+        }),
         _ => Lookup::Bypass,
     };
     let pending = match lookup {
@@ -73,8 +76,11 @@ async fn list_lines(
         .collect();
     let json = list_body("查看线路成功", page, found.lines.total, items)?;
     let encoded = EncodedPage::new(json, coding);
-    if let Some(pending) = pending {
-        pending.keep(encoded.clone());
+    // Pages past the last cost little to read and are endless in number: none is kept.
+    if let Some(pending) = pending
+        && page.page <= PageMeta::new(page, found.lines.total).last_page
+    {
+        pending.keep(encoded.clone(), encoded.size());
     }
     Ok(encoded.response())
 }

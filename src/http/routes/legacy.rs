@@ -14,9 +14,8 @@ use uuid::Uuid;
 use crate::config::LegacySettings;
 use crate::domain::partners::PartnerToken;
 use crate::http::error::ApiError;
-use crate::http::extract::{Authenticated, DefaultTenantLookup, unless_partner_rejected};
+use crate::http::extract::Authenticated;
 use crate::http::state::AppState;
-use crate::store;
 
 pub async fn sunset(
     request: ServiceRequest,
@@ -27,13 +26,7 @@ pub async fn sunset(
         .expect("AppState is registered on the app")
         .clone();
     let served = state.legacy.is_served((state.clock)());
-    // Needed for the successor link on every response; if it fails, the link is left off.
-    let default_tenant = store::tenants::default_tenant_id(&state.pool).await;
-    let successor = default_tenant.as_ref().ok().copied().flatten();
     let mut response = if served {
-        request
-            .extensions_mut()
-            .insert(DefaultTenantLookup(default_tenant));
         let response = next.call(request).await?.map_into_boxed_body();
         count_served(&response);
         response
@@ -41,13 +34,13 @@ pub async fn sunset(
         // Authentication comes first even when gone (SPEC §3): strangers learn nothing.
         let (http_request, mut payload) = request.into_parts();
         let error = match Authenticated::from_request(&http_request, &mut payload).await {
-            Ok(Authenticated(token)) => {
-                unless_partner_rejected(&state, token, ApiError::LegacyGone).await
-            }
+            Ok(_) => ApiError::LegacyGone,
             Err(error) => error,
         };
         ServiceResponse::new(http_request, error.error_response())
     };
+    // From memory only: a stranger's request must cost the database nothing.
+    let successor = state.default_tenant.last_known();
     add_headers(response.headers_mut(), &state.legacy, served, successor);
     Ok(response)
 }

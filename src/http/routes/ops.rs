@@ -19,10 +19,10 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     store::ping(&state.pool)
         .await
         .map_err(ApiError::Unavailable)?;
-    let listing_cache = match state.listing_cache.as_deref() {
-        Some(cache) if cache.is_live() => "live",
-        Some(_) => "bypassed",
-        None => "disabled",
+    let listing_cache = match (&state.pages, state.freshness.is_trusted()) {
+        (None, _) => "disabled",
+        (Some(_), true) => "live",
+        (Some(_), false) => "bypassed",
     };
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "status": "ready",
@@ -35,6 +35,8 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let pool = &state.pool;
     metrics::gauge!("agent_api_db_pool_connections").set(f64::from(pool.size()));
     metrics::gauge!("agent_api_db_pool_idle_connections").set(pool.num_idle() as f64);
+    let trusted = state.freshness.is_trusted();
+    metrics::gauge!("agent_api_listing_cache_live").set(f64::from(u8::from(trusted)));
     HttpResponse::Ok()
         .content_type(ContentType(
             "text/plain; version=0.0.4; charset=utf-8"

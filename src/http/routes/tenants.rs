@@ -5,7 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::domain::query::{PageRequest, QueryParams};
 use crate::http::error::ApiError;
-use crate::http::extract::{Authenticated, unless_partner_rejected};
+use crate::http::extract::Authenticated;
 use crate::http::response::body::{TenantListItem, list_response};
 use crate::http::state::AppState;
 use crate::store;
@@ -17,10 +17,7 @@ pub async fn list(
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let params = QueryParams::parse(request.query_string());
-    let page = match PageRequest::parse(&params, state.page_limits) {
-        Ok(page) => page,
-        Err(invalid) => return Err(unless_partner_rejected(&state, token, invalid.into()).await),
-    };
+    let page = PageRequest::parse(&params, state.page_limits)?;
     let listing = store::tenants::list_for_partner(&state.pool, token, page).await?;
     let items = listing.items.iter().map(TenantListItem::from).collect();
     Ok(list_response("查看云节点成功", page, listing.total, items))
