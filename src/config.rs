@@ -20,6 +20,7 @@ pub const DEFAULT_CONFIG_FILE: &str = "config/agent-api.toml";
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
     pub server: ServerSettings,
+    pub ops: OpsSettings,
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
     pub api: ApiSettings,
@@ -42,6 +43,13 @@ pub struct ServerSettings {
     pub keep_alive_seconds: u64,
     /// A client must have sent its whole request head within this time.
     pub client_request_timeout_ms: u64,
+}
+
+/// The operations listener: `/metrics`, `/healthz`, `/readyz`, apart from the partners' port.
+#[derive(Debug, Clone, Deserialize)]
+pub struct OpsSettings {
+    pub host: String,
+    pub port: u16,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -345,6 +353,8 @@ fn defaults() -> Result<config::ConfigBuilder<config::builder::DefaultState>, Co
         .set_default("server.shutdown_grace_seconds", 30)?
         .set_default("server.keep_alive_seconds", 75)?
         .set_default("server.client_request_timeout_ms", 5_000)?
+        .set_default("ops.host", "127.0.0.1")?
+        .set_default("ops.port", 8081)?
         .set_default("database.max_connections", 10)?
         .set_default("database.min_connections", 1)?
         .set_default("database.acquire_timeout_ms", 2_000)?

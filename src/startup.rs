@@ -24,8 +24,10 @@ use crate::tokens::KeyRing;
 use crate::{http, store, tls};
 
 pub struct Application {
-    server: Server,
+    api: Server,
+    ops: Server,
     port: u16,
+    ops_port: u16,
 }
 
 impl Application {
@@ -59,46 +61,106 @@ impl Application {
         });
         metrics::gauge!("agent_api_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
         housekeeping(Arc::downgrade(&state.clone().into_inner()));
-        let app_state = state.clone();
-        let reference = http::openapi::document(state.page_limits, settings.legacy.sunset_at);
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(app_state.clone())
-                .wrap(middleware::Compress::default())
-                .wrap(middleware::from_fn(http::middleware::request_context))
-                .configure(http::routes)
-                .service(reference_page(reference.clone()))
-                .default_service(web::to(http::not_found))
+        let api = api_server(settings, listener, state.clone())?;
+        let ops_address = (settings.ops.host.as_str(), settings.ops.port);
+        let ops_listener = TcpListener::bind(ops_address).with_context(|| {
+            format!(
+                "cannot listen on {}:{} for operations (APP__OPS__HOST/APP__OPS__PORT)",
+                settings.ops.host, settings.ops.port
+            )
+        })?;
+        let ops_port = ops_listener.local_addr()?.port();
+        let ops = ops_server(settings, ops_listener, state)?;
+        Ok(Self {
+            api,
+            ops,
+            port,
+            ops_port,
         })
-        .keep_alive(Duration::from_secs(settings.server.keep_alive_seconds))
-        .client_request_timeout(Duration::from_millis(
-            settings.server.client_request_timeout_ms,
-        ))
-        .shutdown_timeout(settings.server.shutdown_grace_seconds);
-        let server = match settings.server.workers {
-            0 => server,
-            workers => server.workers(workers),
-        };
-        let server = match (&settings.tls.cert_path, &settings.tls.key_path) {
-            (Some(cert), Some(key)) => {
-                let config = tls::server_config(cert, key)?;
-                server.listen_rustls_0_23(listener, config)
-            }
-            _ => server.listen(listener),
-        }
-        .context("cannot listen")?
-        .run();
-        Ok(Self { server, port })
     }
 
+    /// The port partners call.
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// Runs until SIGTERM or SIGINT, letting in-flight requests finish.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+    /// The port of `/metrics` (and `/healthz`, `/readyz`), for operators only.
+    pub fn ops_port(&self) -> u16 {
+        self.ops_port
     }
+
+    /// Runs until SIGTERM or SIGINT, letting in-flight requests finish. The partners' server
+    /// alone answers signals (a server that has stopped stops the whole runtime); the
+    /// operators' server stops after it.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let ops = self.ops.handle();
+        let ops_server = tokio::spawn(self.ops);
+        let served = self.api.await;
+        ops.stop(true).await;
+        let _ = ops_server.await;
+        served
+    }
+}
+
+/// The partners' server: the API, its reference, and health checks for the balancer.
+fn api_server(
+    settings: &Settings,
+    listener: TcpListener,
+    state: web::Data<AppState>,
+) -> anyhow::Result<Server> {
+    let reference = http::openapi::document(state.page_limits, settings.legacy.sunset_at);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(middleware::Compress::default())
+            .wrap(middleware::from_fn(http::middleware::request_context))
+            .configure(http::routes)
+            .service(reference_page(reference.clone()))
+            .default_service(web::to(http::not_found))
+    })
+    .keep_alive(Duration::from_secs(settings.server.keep_alive_seconds))
+    .client_request_timeout(Duration::from_millis(
+        settings.server.client_request_timeout_ms,
+    ))
+    .shutdown_timeout(settings.server.shutdown_grace_seconds);
+    let server = match settings.server.workers {
+        0 => server,
+        workers => server.workers(workers),
+    };
+    let server = match (&settings.tls.cert_path, &settings.tls.key_path) {
+        (Some(cert), Some(key)) => {
+            let config = tls::server_config(cert, key)?;
+            server.listen_rustls_0_23(listener, config)
+        }
+        _ => server.listen(listener),
+    }
+    .context("cannot listen")?;
+    Ok(server.run())
+}
+
+/// The operators' server, on its own (by default loopback) address: `/metrics` names partners
+/// and costs CPU to render, so it is not on the partners' port.
+fn ops_server(
+    settings: &Settings,
+    listener: TcpListener,
+    state: web::Data<AppState>,
+) -> anyhow::Result<Server> {
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(middleware::from_fn(http::middleware::request_context))
+            .configure(http::ops_routes)
+            .default_service(web::to(http::not_found))
+    })
+    .workers(1)
+    .disable_signals()
+    .client_request_timeout(Duration::from_millis(
+        settings.server.client_request_timeout_ms,
+    ))
+    .shutdown_timeout(settings.server.shutdown_grace_seconds)
+    .listen(listener)
+    .context("cannot listen for operations")?;
+    Ok(server.run())
 }
 
 /// Follows the change feed into `freshness`: heartbeats four times within the staleness bound,

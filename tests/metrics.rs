@@ -66,7 +66,12 @@ fn parse_sample(line: &str) -> Option<Sample> {
 }
 
 async fn scrape(app: &TestApp) -> Vec<Sample> {
-    let response = app.get("/metrics").await;
+    let response = app
+        .client()
+        .get(format!("{}/metrics", app.ops_address))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert!(
         response.headers()["content-type"]

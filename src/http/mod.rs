@@ -37,8 +37,15 @@ pub fn routes(config: &mut web::ServiceConfig) {
         )
         .service(get("/healthz", web::get().to(ops::healthz)))
         .service(get("/readyz", web::get().to(ops::readyz)))
-        .service(get("/metrics", web::get().to(ops::metrics)))
         .service(web::redirect("/docs", "/docs/"));
+}
+
+/// The operations listener's table: metrics, and the same health checks.
+pub fn ops_routes(config: &mut web::ServiceConfig) {
+    config
+        .service(get("/metrics", web::get().to(ops::metrics)))
+        .service(get("/healthz", web::get().to(ops::healthz)))
+        .service(get("/readyz", web::get().to(ops::readyz)));
 }
 
 /// A GET-only resource whose handler's panics answer the 500 envelope; any other method

@@ -173,11 +173,11 @@ async fn served_legacy_calls_are_counted_per_partner(pool: PgPool) {
             .and_then(|line| line.rsplit(' ').next())
             .map_or(0, |value| value.parse().unwrap())
     };
-    let before = count(&app.get("/metrics").await.text().await.unwrap());
+    let before = count(&app.metrics().await);
     for _ in 0..3 {
         app.get_as(partner, "/agent-api/callerline").await;
     }
     app.get("/agent-api/callerline").await; // anonymous: not served, not counted
-    let after = count(&app.get("/metrics").await.text().await.unwrap());
+    let after = count(&app.metrics().await);
     assert_eq!(after - before, 3);
 }

@@ -100,3 +100,34 @@ async fn pool_connections_carry_the_statement_timeout_and_generic_plans(pool: Pg
     assert_eq!(plans, "force_generic_plan");
     own_pool.close().await;
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn metrics_are_served_to_operators_only_and_health_on_both_ports(pool: PgPool) {
+    let tenant = tenant(&pool, "云节点").await;
+    let partner = partner(&pool).await;
+    line(tenant, partner).insert(&pool).await;
+    let app = TestApp::spawn(pool).await;
+    app.get_as(partner, &format!("/agent-api/tenant/{tenant}/callerline"))
+        .await;
+    // The partners' port has no /metrics: it names every active partner.
+    let message = assert_error(app.get("/metrics").await, 404, 404).await;
+    assert_eq!(message, "接口不存在");
+    assert!(
+        app.metrics()
+            .await
+            .contains("agent_api_http_requests_total")
+    );
+    for address in [&app.address, &app.ops_address] {
+        for check in ["/healthz", "/readyz"] {
+            let response = app
+                .client()
+                .get(format!("{address}{check}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200, "{address}{check}");
+            let body = response.text().await.unwrap();
+            assert!(!body.contains(&partner.to_string()), "{check}: {body}");
+        }
+    }
+}

@@ -27,6 +27,7 @@ pub fn test_settings() -> Settings {
     )
     .expect("test settings load");
     settings.server.workers = 1;
+    settings.ops.port = 0;
     // Limits are exercised by their own tests; elsewhere they would only add noise.
     settings.rate_limit.enabled = false;
     settings
@@ -34,6 +35,8 @@ pub fn test_settings() -> Settings {
 
 pub struct TestApp {
     pub address: String,
+    /// The operations listener: `/metrics`.
+    pub ops_address: String,
     pub pool: PgPool,
     keys: KeyRing,
     client: reqwest::Client,
@@ -62,9 +65,11 @@ impl TestApp {
             .await
             .expect("application builds");
         let address = format!("http://127.0.0.1:{}", application.port());
+        let ops_address = format!("http://127.0.0.1:{}", application.ops_port());
         tokio::spawn(application.run_until_stopped());
         Self {
             address,
+            ops_address,
             pool,
             keys: KeyRing::from_settings(&settings.auth).expect("keys load"),
             client: reqwest::Client::builder()
@@ -101,6 +106,18 @@ impl TestApp {
             request = request.header("Authorization", value);
         }
         request.send().await.expect("request is answered")
+    }
+
+    /// `/metrics` from the operations listener, as Prometheus text.
+    pub async fn metrics(&self) -> String {
+        let response = self
+            .client
+            .get(format!("{}/metrics", self.ops_address))
+            .send()
+            .await
+            .expect("the operations listener answers");
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap()
     }
 
     pub fn client(&self) -> &reqwest::Client {

@@ -40,6 +40,7 @@ pub fn spawn_serve(database_url: &str, extra_env: &[(&str, &str)]) -> (Child, u1
     let mut child = agent_api(Some(database_url))
         .env("APP__SERVER__HOST", "127.0.0.1")
         .env("APP__SERVER__PORT", "0")
+        .env("APP__OPS__PORT", "0")
         .env("APP__RATE_LIMIT__ENABLED", "false")
         .envs(extra_env.iter().copied())
         .arg("serve")
