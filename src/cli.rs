@@ -1,11 +1,12 @@
 //! The `agent-api` command line (SPEC §5): serve, migrate, seed-demo, token issue/inspect.
 
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use chrono::Utc;
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use clap::{Parser, Subcommand};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -72,10 +73,7 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Migrate => {
             telemetry::init(&settings.log, std::io::stderr);
             let pool = connect(&settings).await?;
-            store::MIGRATOR
-                .run(&pool)
-                .await
-                .context("migration failed")?;
+            store::migrate(&pool).await?;
             tracing::info!("migrations applied");
             Ok(())
         }
@@ -94,8 +92,8 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 Some(ttl) => ttl,
                 None => settings.auth.default_ttl()?,
             };
-            println!("{}", keys.issue(partner, ttl, kid.as_deref(), Utc::now())?);
-            Ok(())
+            let issued_at = next_whole_second().await;
+            answer(&keys.issue(partner, ttl, kid.as_deref(), issued_at)?)
         }
         Command::Token(TokenCommand::Inspect { token }) => inspect(&settings, &token).await,
         Command::Openapi => {
@@ -103,13 +101,14 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 settings.api.page_limits(),
                 settings.legacy.sunset_at,
             );
-            println!("{}", document.to_pretty_json()?);
-            Ok(())
+            answer(&document.to_pretty_json()?)
         }
     }
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
+    // Keys first: a missing secret is reported at once, not after waiting for the database.
+    KeyRing::from_settings(&settings.auth)?;
     tls::install_crypto_provider();
     let pool = connect(&settings).await?;
     let address = (settings.server.host.as_str(), settings.server.port);
@@ -129,6 +128,26 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     pool.close().await;
     tracing::info!("agent-api stopped");
     Ok(())
+}
+
+/// A command's answer on stdout. A reader that has gone away (`agent-api openapi | head`) is not
+/// an error: the answer is simply not wanted any more.
+fn answer(text: &str) -> anyhow::Result<()> {
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        written => written.context("cannot write to stdout"),
+    }
+}
+
+/// The next whole second, once it has come. A token's `iat` is whole seconds and a revocation
+/// (`tokens_valid_after = now()`) is not: a token stamped with the current second would be
+/// older than a revocation made earlier in the same second, so `token issue` waits for the
+/// next one and never returns a token that a revocation made before it refuses.
+async fn next_whole_second() -> DateTime<Utc> {
+    let now = Utc::now();
+    let next = now.duration_trunc(TimeDelta::seconds(1)).unwrap_or(now) + TimeDelta::seconds(1);
+    tokio::time::sleep((next - now).to_std().unwrap_or_default()).await;
+    next
 }
 
 /// A pool once the database answers, waiting with backoff for up to

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use agent_api::cli::{self, Cli};
-use agent_api::config::Settings;
+use agent_api::config::{ConfigError, Settings};
 
 #[actix_web::main]
 async fn main() -> ExitCode {
@@ -17,6 +17,11 @@ async fn main() -> ExitCode {
     };
     match cli::run(cli.command, settings).await {
         Ok(()) => ExitCode::SUCCESS,
+        // A setting the command needs is missing or unusable: one line naming it.
+        Err(error) if error.downcast_ref::<ConfigError>().is_some() => {
+            eprintln!("agent-api: {error}");
+            ExitCode::from(2)
+        }
         Err(error) => {
             eprintln!("agent-api: {error:#}");
             ExitCode::FAILURE

@@ -242,7 +242,7 @@ fn reference_page(document: utoipa::openapi::OpenApi) -> SwaggerUi {
                 .doc_expansion("full")
                 .validator_url("none")
                 .try_it_out_enabled(true)
-                .persist_authorization(true)
+                .persist_authorization(false)
                 .display_request_duration(true),
         )
 }

@@ -11,9 +11,12 @@ pub fn init<W>(settings: &LogSettings, writer: W)
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
+    // Postgres's notices ("relation _sqlx_migrations already exists, skipping" on every
+    // migrate) are noise unless they warn.
+    let quiet_notices = |level: &str| format!("{level},sqlx::postgres::notice=warn");
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&settings.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+        .or_else(|_| EnvFilter::try_new(quiet_notices(&settings.level)))
+        .unwrap_or_else(|_| EnvFilter::new(quiet_notices("info")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);

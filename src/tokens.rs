@@ -26,6 +26,8 @@ pub enum Rejection {
     Malformed,
     #[error("token names unknown key id {0:?}")]
     UnknownKey(String),
+    #[error("token header marks extensions critical, and none is understood here")]
+    CriticalExtension,
     #[error("token has no key id and several keys are configured")]
     NoKeyId,
     #[error("token failed verification: {0:?}")]
@@ -38,8 +40,9 @@ pub enum Rejection {
     PartnerRejected,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Claims {
+/// What `token issue` signs.
+#[derive(Debug, Serialize)]
+struct IssuedClaims {
     sub: String,
     iat: i64,
     exp: i64,
@@ -47,6 +50,14 @@ struct Claims {
     iss: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     aud: Option<String>,
+}
+
+/// What a verified token is read for; `exp`, `nbf`, `iss` and `aud` (a string or, as RFC 7519
+/// §4.1.3 allows, an array) are checked by `jsonwebtoken` itself.
+#[derive(Debug, Deserialize)]
+struct VerifiedClaims {
+    sub: String,
+    iat: i64,
 }
 
 struct Key {
@@ -82,6 +93,12 @@ impl KeyRing {
                 )));
             }
         }
+        if keys.is_empty() {
+            return Err(ConfigError(
+                "auth.jwt_secret (APP__AUTH__JWT_SECRET) is required unless auth.keys are configured"
+                    .into(),
+            ));
+        }
         let signing_kid = match &settings.signing_kid {
             Some(kid) if !keys.contains_key(kid) => {
                 return Err(ConfigError(format!(
@@ -104,10 +121,15 @@ impl KeyRing {
     /// Checks signature and claims; the partner's standing is the database's to check.
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<PartnerToken, Rejection> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| Rejection::Malformed)?;
+        // RFC 7515 §4.1.11: a `crit` extension the recipient does not understand is fatal.
+        if header.crit.is_some() {
+            return Err(Rejection::CriticalExtension);
+        }
         let key = self.key_for(header.kid.as_deref())?;
-        let claims = jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation(key))
-            .map_err(|error| Rejection::Invalid(error.into_kind()))?
-            .claims;
+        let claims =
+            jsonwebtoken::decode::<VerifiedClaims>(token, &key.decoding, &self.validation(key))
+                .map_err(|error| Rejection::Invalid(error.into_kind()))?
+                .claims;
         let partner_id = Uuid::try_parse(&claims.sub).map_err(|_| Rejection::SubjectNotUuid)?;
         let issued_at = Utc
             .timestamp_opt(claims.iat, 0)
@@ -141,7 +163,7 @@ impl KeyRing {
             ))
         })?;
         let ttl = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
-        let claims = Claims {
+        let claims = IssuedClaims {
             sub: partner.to_string(),
             iat: now.timestamp(),
             exp: now.timestamp().saturating_add(ttl),
@@ -159,7 +181,7 @@ impl KeyRing {
             Some(kid) => self
                 .keys
                 .get(kid)
-                .ok_or_else(|| Rejection::UnknownKey(kid.to_string())),
+                .ok_or_else(|| Rejection::UnknownKey(untrusted(kid))),
             None if self.keys.len() == 1 => Ok(self.keys.values().next().expect("one key")),
             None => self.keys.get(DEFAULT_KID).ok_or(Rejection::NoKeyId),
         }
@@ -187,6 +209,15 @@ impl KeyRing {
         // `iat` is required too: `Claims` does not deserialize without it.
         validation.set_required_spec_claims(&required);
         validation
+    }
+}
+
+/// An attacker-chosen value, cut short for the log line that names it.
+fn untrusted(value: &str) -> String {
+    const MAX_CHARS: usize = 64;
+    match value.char_indices().nth(MAX_CHARS) {
+        Some((end, _)) => format!("{}…", &value[..end]),
+        None => value.to_string(),
     }
 }
 
@@ -254,8 +285,11 @@ fn pem_text(value: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use secrecy::SecretString;
+
+    use super::*;
 
     fn ring(secret: &str) -> KeyRing {
         KeyRing::from_settings(&AuthSettings {
@@ -285,5 +319,35 @@ mod tests {
             ring(&"t".repeat(32)).verify(&token, now),
             Err(Rejection::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn a_key_ring_needs_a_key() {
+        let error = KeyRing::from_settings(&AuthSettings {
+            jwt_secret: None,
+            keys: Vec::new(),
+            signing_kid: None,
+            issuer: None,
+            audience: None,
+            leeway_seconds: 30,
+            default_ttl: "1h".into(),
+        })
+        .err()
+        .unwrap();
+        assert!(
+            error.to_string().contains("APP__AUTH__JWT_SECRET"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_id_is_logged_cut_short() {
+        let kid = "k".repeat(60_000);
+        let header = format!(r#"{{"alg":"HS256","typ":"JWT","kid":"{kid}"}}"#);
+        let token = format!("{}.e30.c2ln", URL_SAFE_NO_PAD.encode(header));
+        let rejection = ring(&"s".repeat(32))
+            .verify(&token, Utc::now())
+            .unwrap_err();
+        assert!(rejection.to_string().len() < 120, "{rejection}");
     }
 }

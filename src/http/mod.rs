@@ -22,7 +22,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
     config
         .service(
             web::scope("/agent-api")
-                .wrap(from_fn(response::etag::etag))
+                .wrap(from_fn(response::etag::revalidate))
                 .service(get("/tenant", web::get().to(tenants::list)))
                 .service(get(
                     "/tenant/{id}/callerline",

@@ -119,7 +119,8 @@ pub async fn list(
         from (select 1) as one
         left join page p on true
         left join caller_lines l on l.id = p.id
-        left join users u on u.id = l.user_id
+        -- Only the line's own partner or its customers (migration 0900 holds it; so does this).
+        left join users u on u.id = l.user_id and u.owner_id = l.partner_id
         order by l.created_at, l.id
         "#,
             token.partner_id,

@@ -198,3 +198,129 @@ async fn token_issue_signs_with_a_configured_private_key_and_inspect_explains(po
     assert!(String::from_utf8_lossy(&output.stderr).contains("rejected"));
     std::fs::remove_file(config).unwrap();
 }
+
+#[sqlx::test(migrations = false)]
+async fn migrate_and_seed_demo_need_no_signing_secret_and_serve_says_it_does(pool: PgPool) {
+    let url = database_url(&pool);
+    let without_secret = |command: &str| {
+        let mut binary = agent_api(Some(&url));
+        binary.env_remove("APP__AUTH__JWT_SECRET").arg(command);
+        binary
+    };
+    run_ok(&mut without_secret("migrate"));
+    run_ok(&mut without_secret("seed-demo"));
+    let output = without_secret("serve").output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("APP__AUTH__JWT_SECRET"), "{stderr}");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_token_issued_after_a_revocation_in_the_same_second_is_accepted(pool: PgPool) {
+    let tenant = tenant(&pool, "云节点").await;
+    let partner = partner(&pool).await;
+    line(tenant, partner).insert(&pool).await;
+    let app = TestApp::spawn(pool.clone()).await;
+    // Early in a second, a revocation stamped late in it: `now()` had it been made then.
+    while chrono::Utc::now().timestamp_subsec_millis() > 200 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    sqlx::query(
+        "update users set tokens_valid_after = \
+         date_trunc('second', clock_timestamp()) + interval '999 ms' where id = $1",
+    )
+    .bind(partner)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let token = run_ok(agent_api(None).args(["token", "issue", "--partner", &partner.to_string()]));
+    let path = format!("/agent-api/tenant/{tenant}/callerline");
+    let response = app
+        .request(&path, Some(&format!("Bearer {}", token.trim())))
+        .await;
+    assert_eq!(
+        response.status(),
+        200,
+        "issued after the revocation, so not revoked by it"
+    );
+}
+
+/// A database at migration 0800 with `mess` done to it, then `agent-api migrate`: its stderr.
+async fn migrate_after(pool: &PgPool, mess: &str) -> String {
+    MIGRATOR.run_to(20261127000800, pool).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(mess.to_string()))
+        .execute(pool)
+        .await
+        .unwrap();
+    let output = agent_api(Some(&database_url(pool)))
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "migrate should stop");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[sqlx::test(migrations = false)]
+async fn migrate_stops_on_lines_allocated_across_partners_naming_them(pool: PgPool) {
+    let (tenant, a, b, a_customer, line) = (
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+    );
+    let stderr = migrate_after(
+        &pool,
+        &format!(
+            "insert into tenants (id, name) values ('{tenant}', 't'); \
+             insert into users (id, type, name) values ('{a}', 'partner', 'a'), ('{b}', 'partner', 'b'); \
+             insert into users (id, type, partner_id, name) values ('{a_customer}', 'customer', '{a}', 'c'); \
+             insert into caller_lines (id, tenant_id, partner_id, user_id, name, caller_number, call_line) \
+             values ('{line}', '{tenant}', '{b}', '{a_customer}', 'l', 'c', 1)"
+        ),
+    )
+    .await;
+    assert!(
+        stderr.contains("allocated to a user of another partner"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&line.to_string()),
+        "names the line: {stderr}"
+    );
+    assert!(stderr.contains("README"), "says where the fix is: {stderr}");
+    // The README's fix: take the line back from the stranger; then it migrates.
+    sqlx::query("update caller_lines set user_id = null where id = $1")
+        .bind(line)
+        .execute(&pool)
+        .await
+        .unwrap();
+    run_ok(agent_api(Some(&database_url(&pool))).arg("migrate"));
+}
+
+#[sqlx::test(migrations = false)]
+async fn migrate_stops_on_infinite_instants_naming_them(pool: PgPool) {
+    let (tenant, partner, line) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let stderr = migrate_after(
+        &pool,
+        &format!(
+            "insert into tenants (id, name) values ('{tenant}', 't'); \
+             insert into users (id, type, name) values ('{partner}', 'partner', 'p'); \
+             insert into caller_lines (id, tenant_id, partner_id, name, caller_number, call_line, deadline_at) \
+             values ('{line}', '{tenant}', '{partner}', 'l', 'c', 1, 'infinity')"
+        ),
+    )
+    .await;
+    assert!(stderr.contains("deadline_at"), "{stderr}");
+    assert!(
+        stderr.contains(&line.to_string()),
+        "names the line: {stderr}"
+    );
+    sqlx::query("update caller_lines set deadline_at = null where id = $1")
+        .bind(line)
+        .execute(&pool)
+        .await
+        .unwrap();
+    run_ok(agent_api(Some(&database_url(&pool))).arg("migrate"));
+}

@@ -93,3 +93,38 @@ async fn a_matching_etag_gets_304_and_a_change_changes_the_etag(pool: PgPool) {
     assert_ne!(changed.headers()["etag"], tag.as_str());
     assert_eq!(json(changed).await["data"][0]["name"], "改名");
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn every_answer_is_private_and_only_success_bodies_are_tagged(pool: PgPool) {
+    demo::seed(&pool).await.unwrap();
+    let app = TestApp::spawn(pool).await;
+    let partner = demo::DEMO_PARTNER_ID;
+    let missing_tenant = format!("/agent-api/tenant/{}/callerline", uuid::Uuid::new_v4());
+    // (path, partner's token?, code, tagged?)
+    let cases = [
+        (demo_lines(""), true, 200, true),
+        ("/agent-api/tenant".to_string(), true, 200, true),
+        (demo_lines("?page=0"), true, 1001, false),
+        (
+            "/agent-api/tenant?per_page=0".to_string(),
+            true,
+            1001,
+            false,
+        ),
+        (missing_tenant, true, 1004, false),
+        (demo_lines(""), false, 401, false),
+    ];
+    for (path, authenticated, code, tagged) in cases {
+        let response = match authenticated {
+            true => app.get_as(partner, &path).await,
+            false => app.get(&path).await,
+        };
+        assert_eq!(
+            response.headers()["cache-control"],
+            "private, no-cache",
+            "{path}"
+        );
+        assert_eq!(response.headers().contains_key("etag"), tagged, "{path}");
+        assert_eq!(json(response).await["code"], code, "{path}");
+    }
+}

@@ -9,6 +9,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::support::proxy::{Proxy, through};
 use crate::support::*;
 
 struct Setup {
@@ -190,4 +191,49 @@ async fn a_disabled_cache_reads_every_page_from_the_database(pool: PgPool) {
     assert_eq!(setup.line_name().await, "线路");
     setup.rename_unannounced("unannounced").await;
     assert_eq!(setup.line_name().await, "unannounced");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_feed_cut_without_a_word_is_distrusted_within_the_staleness_bound(pool: PgPool) {
+    let database = database_url(&pool);
+    let options = pool.connect_options();
+    let target = tokio::net::lookup_host((options.get_host(), options.get_port()))
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = Proxy::start(target).await;
+    let feed_url = through(&database, &proxy);
+    let setup = setup(pool, |settings| {
+        settings.database.feed_url = Some(feed_url.into());
+    })
+    .await;
+    let app = &setup.app;
+    app.await_listing_cache("live").await;
+    let token = format!(
+        "Bearer {}",
+        app.token_issued(setup.partner, Utc::now() - TimeDelta::seconds(60))
+    );
+    assert_eq!(app.request(&setup.path, Some(&token)).await.status(), 200);
+
+    // A firewall drops the feed's flow: its socket stays open, nothing arrives any more.
+    proxy.swallow();
+    sqlx::query("update users set tokens_valid_after = now() - interval '30 s' where id = $1")
+        .bind(setup.partner)
+        .execute(&setup.pool)
+        .await
+        .unwrap();
+    let revoked = std::time::Instant::now();
+    eventually("the revoked token is refused", || async {
+        app.request(&setup.path, Some(&token)).await.status() == 401
+    })
+    .await;
+    let bound = std::time::Duration::from_millis(test_settings().listing_cache.max_staleness_ms);
+    assert!(
+        revoked.elapsed() <= bound + std::time::Duration::from_secs(1),
+        "refused {:?} after the revocation",
+        revoked.elapsed()
+    );
+    let ready = json(app.get("/readyz").await).await;
+    assert_eq!(ready["listing_cache"], "bypassed");
 }

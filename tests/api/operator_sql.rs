@@ -7,8 +7,25 @@ use uuid::Uuid;
 
 use crate::support::*;
 
-/// The ```sql blocks of README.md, with psql's `:'name'` and `:name` variables filled in.
+/// The ```sql blocks of README.md, with psql's `:'name'`, `:"name"` and `:name` variables
+/// filled in.
 fn readme_sql(values: &[(&str, String)]) -> Vec<String> {
+    readme_blocks()
+        .into_iter()
+        .map(|block| fill(block, values))
+        .collect()
+}
+
+/// The README's SQL block that contains `text`, filled in.
+pub fn readme_block(text: &str, values: &[(&str, String)]) -> String {
+    let block = readme_blocks()
+        .into_iter()
+        .find(|block| block.contains(text))
+        .unwrap_or_else(|| panic!("no README block contains {text:?}"));
+    fill(block, values)
+}
+
+fn readme_blocks() -> Vec<String> {
     let readme = include_str!("../../README.md");
     let mut blocks = Vec::new();
     let mut current: Option<String> = None;
@@ -27,19 +44,19 @@ fn readme_sql(values: &[(&str, String)]) -> Vec<String> {
         }
     }
     blocks
-        .into_iter()
-        .map(|mut block| {
-            for (name, value) in values {
-                block = block.replace(&format!(":'{name}'"), &format!("'{value}'"));
-                block = block.replace(&format!(":{name}"), value);
-            }
-            assert!(
-                !block.contains(":'"),
-                "an unfilled psql variable in:\n{block}"
-            );
-            block
-        })
-        .collect()
+}
+
+fn fill(mut block: String, values: &[(&str, String)]) -> String {
+    for (name, value) in values {
+        block = block.replace(&format!(":'{name}'"), &format!("'{value}'"));
+        block = block.replace(&format!(":\"{name}\""), &format!("\"{value}\""));
+        block = block.replace(&format!(":{name}"), value);
+    }
+    assert!(
+        !block.contains(":'") && !block.contains(":\""),
+        "an unfilled psql variable in:\n{block}"
+    );
+    block
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -55,6 +72,9 @@ async fn the_operator_sql_in_the_readme_runs(pool: PgPool) {
         ("phone", "13900000000".to_string()),
         ("issued_at", "2030-01-01T00:00:00Z".to_string()),
         ("days", "36500".to_string()),
+        ("reader", reader_role()),
+        ("password", "unused-with-trust-auth".to_string()),
+        ("database", database_name(&pool)),
     ];
     let blocks = readme_sql(&values);
     assert!(blocks.len() >= 2, "README has its SQL blocks");
@@ -74,6 +94,7 @@ async fn the_operator_sql_in_the_readme_runs(pool: PgPool) {
     .await
     .unwrap();
     assert_eq!((parent_call_line, children), (9, 1));
+    drop_role(&pool, &values[8].1).await;
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

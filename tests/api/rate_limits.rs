@@ -62,3 +62,40 @@ async fn failed_authentication_is_limited_per_client_address(pool: PgPool) {
     assert!(limited.headers().contains_key("retry-after"));
     assert_error(limited, 429, 429).await;
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_revoked_token_spends_nothing_of_its_partners_budget(pool: PgPool) {
+    let partner = partner(&pool).await;
+    let path = listed(&pool, partner).await;
+    let app = TestApp::configured(pool.clone(), |s| {
+        s.rate_limit.enabled = true;
+        s.rate_limit.per_second = 1;
+        s.rate_limit.burst = 40;
+        // The client's own address is not what this is about.
+        s.rate_limit.anonymous_burst = 1000;
+    })
+    .await;
+    app.await_listing_cache("live").await;
+    let revoked = format!(
+        "Bearer {}",
+        app.token_issued(partner, chrono::Utc::now() - chrono::TimeDelta::seconds(60))
+    );
+    sqlx::query("update users set tokens_valid_after = now() - interval '30 s' where id = $1")
+        .bind(partner)
+        .execute(&pool)
+        .await
+        .unwrap();
+    eventually("the revocation is heard", || async {
+        app.request(&path, Some(&revoked)).await.status() == 401
+    })
+    .await;
+    for attempt in 0..60 {
+        let response = app.request(&path, Some(&revoked)).await;
+        assert_eq!(response.status(), 401, "attempt {attempt}: 401, not 429");
+    }
+    let fresh = format!("Bearer {}", app.token_for(partner));
+    for attempt in 0..5 {
+        let response = app.request(&path, Some(&fresh)).await;
+        assert_eq!(response.status(), 200, "the new token, attempt {attempt}");
+    }
+}

@@ -1,12 +1,13 @@
 //! What the test binaries share: the running app and its answers (`app`), the rows tests insert
-//! (`rows`), the `agent-api` binary as a child process (`process`) and throwaway Postgres
-//! clusters for the tests that stop or break a database (`cluster`). Not every binary uses
-//! every helper.
+//! (`rows`), the `agent-api` binary as a child process (`process`), throwaway Postgres clusters
+//! for the tests that stop or break a database (`cluster`) and a TCP proxy that can go silent
+//! (`proxy`). Not every binary uses every helper.
 #![allow(dead_code)]
 
 pub mod app;
 pub mod cluster;
 pub mod process;
+pub mod proxy;
 pub mod rows;
 
 pub use agent_api::store::MIGRATOR;

@@ -1,9 +1,7 @@
 //! The success bodies, field for field in the vendor's key order (SPEC §2): serde writes struct
 //! fields in declaration order, so the order below is the contract.
 
-use actix_web::http::header::ContentType;
 use actix_web::web::Bytes;
-use actix_web::{HttpResponse, ResponseError};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
@@ -33,21 +31,6 @@ pub struct ListBody<T> {
     data: Vec<T>,
 }
 
-/// The 200 envelope around one page of items.
-pub fn list_response<T: Serialize>(
-    message: &'static str,
-    page: PageRequest,
-    total: i64,
-    data: Vec<T>,
-) -> HttpResponse {
-    match list_body(message, page, total, data) {
-        Ok(body) => HttpResponse::Ok()
-            .content_type(ContentType::json())
-            .body(body),
-        Err(error) => error.error_response(),
-    }
-}
-
 /// The JSON text of the 200 envelope, for responses rendered once and sent many times.
 pub fn list_body<T: Serialize>(
     message: &'static str,
@@ -62,9 +45,11 @@ pub fn list_body<T: Serialize>(
         meta: PageMeta::new(page, total),
         data,
     };
-    // Sized for a typical line (~650 bytes) so a page is written without regrowing.
+    // Sized for a typical line (~650 bytes) so a page is written without regrowing, then cut
+    // to its length: a kept page should hold no spare capacity.
     let mut json = Vec::with_capacity(256 + 700 * body.data.len());
     serde_json::to_writer(&mut json, &body).map_err(|error| ApiError::Internal(error.into()))?;
+    json.shrink_to_fit();
     Ok(json.into())
 }
 

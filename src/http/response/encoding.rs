@@ -46,7 +46,7 @@ impl Coding {
                     flate2::Compression::fast(),
                 );
                 encoder.write_all(json)?;
-                encoder.finish().map(Bytes::from)
+                encoder.finish().map(exact)
             }
             Self::Brotli => {
                 const QUALITY: u32 = 4;
@@ -58,7 +58,7 @@ impl Coding {
                     WINDOW_BITS,
                 );
                 encoder.write_all(json)?;
-                Ok(encoder.into_inner().into())
+                Ok(exact(encoder.into_inner()))
             }
             Self::Identity => Ok(json.clone()),
         }
@@ -71,6 +71,12 @@ impl Coding {
             Self::Identity => None,
         }
     }
+}
+
+/// Bytes with no spare capacity: a page the listing cache keeps weighs what it holds.
+fn exact(mut bytes: Vec<u8>) -> Bytes {
+    bytes.shrink_to_fit();
+    bytes.into()
 }
 
 /// A page encoded for one coding, tagged by its unencoded JSON.
@@ -92,9 +98,9 @@ impl EncodedPage {
         Self { coding, body, etag }
     }
 
-    /// Bytes held: what the listing cache weighs.
+    /// Bytes held on the heap: what the listing cache weighs, beside the entry itself.
     pub fn size(&self) -> usize {
-        self.body.len()
+        self.body.len() + self.etag.len()
     }
 
     pub fn response(&self) -> HttpResponse {

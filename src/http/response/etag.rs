@@ -1,50 +1,41 @@
-//! `ETag` on successful GETs under `/agent-api`, and `304 Not Modified` for a matching
-//! `If-None-Match` (RFC 9110 §13.1.2), so partners that poll pay little for unchanged pages.
+//! How partners' clients may cache answers: every answer under `/agent-api` is for one
+//! partner's eyes (`Cache-Control: private, no-cache`: no shared cache keeps it, and a client
+//! revalidates before reuse), and a success body carries a weak `ETag` so that polling an
+//! unchanged page costs a `304 Not Modified` (RFC 9110 §13.1.2). Business errors (1001/1004) ride
+//! on HTTP 200 too but carry no ETag: it is set where a success body is rendered, not here.
 
 use actix_web::Error;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 // XXH3: a specified hash, so every instance and release agrees on a page's tag, and fast
-// (a page of 15 lines is ~10 KB, hashed on every 200).
+// (a page of 15 lines is ~10 KB, hashed once per rendering).
 use xxhash_rust::xxh3::xxh3_64;
 
-pub async fn etag(
+pub async fn revalidate(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let if_none_match = request.headers().get(header::IF_NONE_MATCH).cloned();
-    let is_get = request.method() == Method::GET;
-    let response = next.call(request).await?.map_into_boxed_body();
-    if !is_get || response.status() != StatusCode::OK {
+    let mut response = next.call(request).await?.map_into_boxed_body();
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache"),
+    );
+    let unchanged = response.status() == StatusCode::OK
+        && if_none_match
+            .zip(response.headers().get(header::ETAG))
+            .is_some_and(|(wanted, tag)| matches(&wanted, tag));
+    if !unchanged {
         return Ok(response);
     }
     let (request, response) = response.into_parts();
-    let (mut response, body) = response.into_parts();
-    let bytes = match body.try_into_bytes() {
-        Ok(bytes) => bytes,
-        // A streamed body has no bytes to hash; send it as it is.
-        Err(body) => return Ok(ServiceResponse::new(request, response.set_body(body))),
-    };
-    // A handler that encodes its own body has tagged the unencoded page already.
-    let tag = match response.headers().get(header::ETAG) {
-        Some(tag) => tag.clone(),
-        None => {
-            let tag = weak_tag(&bytes);
-            response.headers_mut().insert(header::ETAG, tag.clone());
-            tag
-        }
-    };
-    let response = if if_none_match.is_some_and(|value| matches(&value, &tag)) {
-        *response.status_mut() = StatusCode::NOT_MODIFIED;
-        response.headers_mut().remove(header::CONTENT_TYPE);
-        response.headers_mut().remove(header::CONTENT_ENCODING);
-        response.set_body(BoxBody::new(()))
-    } else {
-        response.set_body(BoxBody::new(bytes))
-    };
+    let mut response = response.set_body(BoxBody::new(()));
+    *response.status_mut() = StatusCode::NOT_MODIFIED;
+    response.headers_mut().remove(header::CONTENT_TYPE);
+    response.headers_mut().remove(header::CONTENT_ENCODING);
     Ok(ServiceResponse::new(request, response))
 }
 

@@ -6,7 +6,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use crate::domain::query::{PageRequest, QueryParams};
 use crate::http::error::ApiError;
 use crate::http::extract::Authenticated;
-use crate::http::response::body::{TenantListItem, list_response};
+use crate::http::response::body::{TenantListItem, list_body};
+use crate::http::response::encoding::{Coding, EncodedPage};
 use crate::http::state::AppState;
 use crate::store;
 
@@ -20,5 +21,6 @@ pub async fn list(
     let page = PageRequest::parse(&params, state.page_limits)?;
     let listing = store::tenants::list_for_partner(&state.pool, token, page).await?;
     let items = listing.items.iter().map(TenantListItem::from).collect();
-    Ok(list_response("查看云节点成功", page, listing.total, items))
+    let json = list_body("查看云节点成功", page, listing.total, items)?;
+    Ok(EncodedPage::new(json, Coding::negotiate(&request)).response())
 }
