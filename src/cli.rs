@@ -67,18 +67,18 @@ pub enum TokenCommand {
 pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
         Command::Serve => {
-            telemetry::init(&settings.log, std::io::stdout);
+            telemetry::init_stdout(&settings.log);
             serve(settings).await
         }
         Command::Migrate => {
-            telemetry::init(&settings.log, std::io::stderr);
+            telemetry::init_stderr(&settings.log);
             let pool = connect(&settings).await?;
             store::migrate(&pool).await?;
             tracing::info!("migrations applied");
             Ok(())
         }
         Command::SeedDemo => {
-            telemetry::init(&settings.log, std::io::stderr);
+            telemetry::init_stderr(&settings.log);
             let pool = connect(&settings).await?;
             store::demo::seed(&pool)
                 .await
@@ -121,6 +121,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let application = Application::build(&settings, listener, pool.clone(), system_clock()).await?;
     tracing::info!(
         port = application.port(),
+        ops_port = application.ops_port(),
         tls = settings.tls.cert_path.is_some(),
         "agent-api serving"
     );

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, Utc};
 use chrono_tz::Tz;
+use ipnet::IpNet;
 use jsonwebtoken::Algorithm;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -38,6 +39,8 @@ pub struct ServerSettings {
     pub port: u16,
     /// Worker threads; 0 means one per core.
     pub workers: usize,
+    /// Connections a worker holds open at most; more wait to be accepted.
+    pub max_connections_per_worker: usize,
     /// How long SIGTERM waits for in-flight requests before closing them.
     pub shutdown_grace_seconds: u64,
     pub keep_alive_seconds: u64,
@@ -163,6 +166,9 @@ pub struct RateLimitSettings {
     /// Requests that fail authentication are limited per client address at this rate.
     pub anonymous_per_second: u32,
     pub anonymous_burst: u32,
+    /// Balancers (CIDRs) whose `X-Forwarded-For` names the client; the rightmost address there
+    /// that is not one of them is the client. Empty: the header is ignored.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 /// What is kept in memory while the database's change feed is proven to hear: rendered
@@ -237,6 +243,8 @@ impl Settings {
                     .prefix_separator("__")
                     .separator("__")
                     .try_parsing(true)
+                    .list_separator(",")
+                    .with_list_parse_key("rate_limit.trusted_proxies")
                     .source(Some(env.clone().into_iter().collect())),
             )
             .set_override_option("database.url", env.get("DATABASE_URL").cloned())
@@ -344,6 +352,7 @@ fn defaults() -> Result<config::ConfigBuilder<config::builder::DefaultState>, Co
         .set_default("server.host", "0.0.0.0")?
         .set_default("server.port", 8080)?
         .set_default("server.workers", workers)?
+        .set_default("server.max_connections_per_worker", 4_096)?
         .set_default("server.shutdown_grace_seconds", 30)?
         .set_default("server.keep_alive_seconds", 75)?
         .set_default("server.client_request_timeout_ms", 5_000)?
@@ -368,6 +377,7 @@ fn defaults() -> Result<config::ConfigBuilder<config::builder::DefaultState>, Co
         .set_default("rate_limit.burst", 40)?
         .set_default("rate_limit.anonymous_per_second", 5)?
         .set_default("rate_limit.anonymous_burst", 20)?
+        .set_default("rate_limit.trusted_proxies", Vec::<String>::new())?
         .set_default("listing_cache.enabled", true)?
         .set_default("listing_cache.max_bytes", 16 * 1024 * 1024)?
         .set_default("listing_cache.max_partner_share", 0.25)?

@@ -12,16 +12,16 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
-use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
 use crate::cache::{DefaultTenant, Freshness, Pages, Standings};
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::http::rate_limit::RateLimits;
+use crate::http::routes::reference::Reference;
 use crate::http::state::AppState;
+use crate::rate_limit::RateLimits;
 use crate::store::changes::FeedSettings;
 use crate::tokens::KeyRing;
-use crate::{http, store, tls};
+use crate::{http, store, telemetry, tls};
 
 pub struct Application {
     api: Server,
@@ -50,6 +50,7 @@ impl Application {
             display_timezone: settings.api.display_timezone,
             legacy: settings.legacy.clone(),
             rate_limits: RateLimits::from_settings(&settings.rate_limit),
+            trusted_proxies: settings.rate_limit.trusted_proxies.clone(),
             clock,
             metrics: prometheus(),
             pages: cache
@@ -58,6 +59,10 @@ impl Application {
             standings: Standings::new(freshness.clone()),
             default_tenant,
             freshness,
+            reference: Reference::new(&http::openapi::document(
+                settings.api.page_limits(),
+                settings.legacy.sunset_at,
+            )),
         });
         metrics::gauge!("agent_api_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
         housekeeping(Arc::downgrade(&state.clone().into_inner()));
@@ -108,16 +113,14 @@ fn api_server(
     listener: TcpListener,
     state: web::Data<AppState>,
 ) -> anyhow::Result<Server> {
-    let reference = http::openapi::document(state.page_limits, settings.legacy.sunset_at);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
-            .wrap(middleware::Compress::default())
             .wrap(middleware::from_fn(http::middleware::request_context))
             .configure(http::routes)
-            .service(reference_page(reference.clone()))
             .default_service(web::to(http::not_found))
     })
+    .max_connections(settings.server.max_connections_per_worker)
     .keep_alive(Duration::from_secs(settings.server.keep_alive_seconds))
     .client_request_timeout(Duration::from_millis(
         settings.server.client_request_timeout_ms,
@@ -232,21 +235,6 @@ async fn keep_default_tenant_current(
     });
 }
 
-/// `/docs`: Swagger UI from assets inside the binary, reading `/openapi.json`; nothing is
-/// fetched from elsewhere (no validator badge), so it works offline.
-fn reference_page(document: utoipa::openapi::OpenApi) -> SwaggerUi {
-    SwaggerUi::new("/docs/{_:.*}")
-        .url("/openapi.json", document)
-        .config(
-            SwaggerConfig::default()
-                .doc_expansion("full")
-                .validator_url("none")
-                .try_it_out_enabled(true)
-                .persist_authorization(false)
-                .display_request_duration(true),
-        )
-}
-
 /// The process-wide Prometheus recorder, installed on first use.
 fn prometheus() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -275,6 +263,7 @@ fn housekeeping(state: Weak<AppState>) {
             tick.tick().await;
             let Some(state) = state.upgrade() else { break };
             state.metrics.run_upkeep();
+            telemetry::refusals().report_left_out();
             if round % FORGET_EVERY == 0
                 && let Some(limits) = &state.rate_limits
             {

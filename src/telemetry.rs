@@ -1,13 +1,29 @@
 //! Structured logs: JSON lines by default (SPEC §5). `RUST_LOG` overrides `log.level`.
 
+use std::io::IsTerminal;
+use std::num::NonZeroU32;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use governor::{DefaultDirectRateLimiter, Quota};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
 use crate::config::{LogFormat, LogSettings};
 
-/// Installs the global subscriber writing to `writer`: stdout for `serve`, stderr for the
-/// commands whose stdout is their answer (`token issue`).
-pub fn init<W>(settings: &LogSettings, writer: W)
+/// Logs on stdout, for `serve`.
+pub fn init_stdout(settings: &LogSettings) {
+    init(settings, std::io::stdout, std::io::stdout().is_terminal());
+}
+
+/// Logs on stderr, for the commands whose stdout is their answer (`token issue`).
+pub fn init_stderr(settings: &LogSettings) {
+    init(settings, std::io::stderr, std::io::stderr().is_terminal());
+}
+
+/// Installs the global subscriber writing to `writer`, with colours only on a terminal, and
+/// routes panics into it.
+fn init<W>(settings: &LogSettings, writer: W, terminal: bool)
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
@@ -19,6 +35,7 @@ where
         .unwrap_or_else(|_| EnvFilter::new(quiet_notices("info")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(terminal)
         .with_writer(writer);
     let installed = match settings.format {
         LogFormat::Json => builder
@@ -30,4 +47,99 @@ where
     };
     // A subscriber already installed (a second init in one process) keeps logging; fine.
     drop(installed);
+    log_panics();
+}
+
+/// A panic is logged as one error line like any other, not as plain text beside the log.
+fn log_panics() {
+    std::panic::set_hook(Box::new(|panic| {
+        let location = panic
+            .location()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let message = panic
+            .payload_as_str()
+            .unwrap_or("a panic without a message");
+        tracing::error!(panic = %message, %location, "panicked");
+    }));
+}
+
+/// The log lines of refused requests (401, 429): a stranger can have them written by the
+/// thousand, so at most a few a second are, and how many were left out is said every few
+/// seconds instead.
+pub struct Throttle {
+    lines: DefaultDirectRateLimiter,
+    left_out: AtomicU64,
+}
+
+impl Throttle {
+    /// Whether this line may be written; counts it as left out if not.
+    pub fn allow(&self) -> bool {
+        let allowed = self.lines.check().is_ok();
+        if !allowed {
+            self.left_out.fetch_add(1, Ordering::Relaxed);
+        }
+        allowed
+    }
+
+    /// Says how many lines were left out since it last said so.
+    pub fn report_left_out(&self) {
+        let left_out = self.left_out.swap(0, Ordering::Relaxed);
+        if left_out > 0 {
+            tracing::info!(left_out, "refused requests not logged one by one");
+        }
+    }
+}
+
+pub fn refusals() -> &'static Throttle {
+    static REFUSALS: OnceLock<Throttle> = OnceLock::new();
+    REFUSALS.get_or_init(|| Throttle {
+        lines: DefaultDirectRateLimiter::direct(
+            Quota::per_second(NonZeroU32::new(10).expect("not zero"))
+                .allow_burst(NonZeroU32::new(20).expect("not zero")),
+        ),
+        left_out: AtomicU64::new(0),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_panic_is_one_json_log_line() {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer(move || writer.clone())
+            .finish();
+        let previous = std::panic::take_hook();
+        log_panics();
+        tracing::subscriber::with_default(subscriber, || {
+            let _ = std::panic::catch_unwind(|| panic!("a bug, somewhere"));
+        });
+        std::panic::set_hook(previous);
+        let written = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(written.lines().count(), 1, "{written}");
+        let line: serde_json::Value = serde_json::from_str(&written).unwrap();
+        assert_eq!(line["level"], "ERROR");
+        assert_eq!(line["fields"]["panic"], "a bug, somewhere");
+    }
 }

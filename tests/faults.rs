@@ -288,13 +288,13 @@ async fn a_statement_past_its_timeout_is_cancelled_with_503(pool: PgPool) {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn sigterm_lets_requests_in_flight_finish_then_exits_zero(pool: PgPool) {
     let (partner, path) = one_line(&pool).await;
-    let (mut child, port) = spawn_serve(&database_url(&pool), &[]);
+    let mut serving = spawn_serve(&database_url(&pool), &[]);
     let keys = agent_api::tokens::KeyRing::from_settings(&test_settings().auth).unwrap();
     let token = keys
         .issue(partner, Duration::from_secs(600), None, chrono::Utc::now())
         .unwrap();
     let client = reqwest::Client::new();
-    let url = format!("http://127.0.0.1:{port}{path}");
+    let url = serving.url(&path);
 
     let mut locker = lock_caller_lines(&pool).await;
     let in_flight: Vec<_> = (0..3)
@@ -304,9 +304,12 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_zero(pool: PgPool) {
         })
         .collect();
     await_lock_waiters(&pool, 3).await;
-    terminate(&child);
+    terminate(&serving.child);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(child.try_wait().unwrap().is_none(), "still draining");
+    assert!(
+        serving.child.try_wait().unwrap().is_none(),
+        "still draining"
+    );
     sqlx::raw_sql("commit").execute(&mut locker).await.unwrap();
     for request in in_flight {
         assert_eq!(
@@ -316,7 +319,7 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_zero(pool: PgPool) {
         );
     }
     assert_eq!(
-        wait_for_exit(&mut child, Duration::from_secs(20)).code(),
+        wait_for_exit(&mut serving.child, Duration::from_secs(20)).code(),
         Some(0)
     );
 }
@@ -331,19 +334,17 @@ async fn serve_waits_for_a_database_that_is_not_up_yet() {
         cluster
     });
     let started = Instant::now();
-    let (mut child, port) = spawn_serve(&url, &[("APP__DATABASE__STARTUP_WAIT_SECONDS", "30")]);
+    let mut serving = spawn_serve(&url, &[("APP__DATABASE__STARTUP_WAIT_SECONDS", "30")]);
     assert!(
         started.elapsed() >= Duration::from_secs(1),
         "it waited for the database"
     );
     let cluster = starter.join().unwrap();
-    let ready = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
-        .await
-        .unwrap();
+    let ready = reqwest::get(serving.url("/readyz")).await.unwrap();
     assert_eq!(ready.status(), 200);
-    run(Command::new("kill").args(["-TERM", &child.id().to_string()]));
+    terminate(&serving.child);
     assert_eq!(
-        wait_for_exit(&mut child, Duration::from_secs(20)).code(),
+        wait_for_exit(&mut serving.child, Duration::from_secs(20)).code(),
         Some(0)
     );
     drop(cluster);

@@ -1,5 +1,5 @@
 //! `/metrics` in its own test binary: the Prometheus recorder is process-wide, so only here do
-//! no other tests' requests move the counters under test.
+//! no other tests' requests move the counters under test; and the tests here take turns.
 
 mod support;
 
@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 use sqlx::PgPool;
 use support::*;
 const ROUTE: &str = "/agent-api/tenant/{id}/callerline";
+
+/// Held by each test that reads counters: one at a time moves them.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// One sample of the Prometheus text format: `name{label="value",…} number`.
 #[derive(Debug)]
@@ -96,6 +99,7 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64>
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn counters_move_by_exactly_the_requests_sent(pool: PgPool) {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let tenant = tenant(&pool, "云节点").await;
     let partner = partner(&pool).await;
     line(tenant, partner).insert(&pool).await;
@@ -188,4 +192,93 @@ fn the_parser_refuses_what_prometheus_would() {
     ] {
         assert!(parse_sample(bad).is_none(), "{bad}");
     }
+}
+
+/// Samples per metric name, with their label sets.
+fn series(samples: &[Sample]) -> usize {
+    samples
+        .iter()
+        .filter(|s| s.name.starts_with("agent_api_"))
+        .count()
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn strangers_methods_and_paths_add_no_series(pool: PgPool) {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let app = TestApp::spawn(pool).await;
+    // Every label set a stranger can reach once: any method, any path, refused.
+    for method in ["GET", "M0", "POST"] {
+        send(&app, method, "/nope/0").await;
+        send(&app, method, "/agent-api/tenant/0/callerline").await;
+    }
+    let before = series(&scrape(&app).await);
+    for n in 1..2000 {
+        send(&app, &format!("M{n}"), &format!("/nope/{n}")).await;
+        send(
+            &app,
+            &format!("X{n}"),
+            &format!("/agent-api/tenant/{n}/callerline"),
+        )
+        .await;
+    }
+    let after = series(&scrape(&app).await);
+    assert!(
+        after <= before + 4,
+        "{before} series before 4,000 strange requests, {after} after"
+    );
+}
+
+async fn send(app: &TestApp, method: &str, path: &str) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let response = app
+        .client()
+        .request(method, format!("{}{path}", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_client_error(),
+        "{path}: {}",
+        response.status()
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn requests_without_a_valid_token_cost_the_database_nothing(pool: PgPool) {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let tenant = default_tenant(&pool, "默认").await;
+    let partner = partner(&pool).await;
+    line(tenant, partner).insert(&pool).await;
+    let app = TestApp::configured(pool, |s| {
+        s.legacy.callerline = agent_api::config::LegacyMode::On;
+    })
+    .await;
+    app.await_listing_cache("live").await;
+    let statements = |samples: &[Sample]| -> f64 {
+        samples
+            .iter()
+            .filter(|s| s.name == "agent_api_db_query_duration_seconds_count")
+            .map(|s| s.value)
+            .sum()
+    };
+    let before = statements(&scrape(&app).await);
+    let forged = "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
+    for path in [
+        format!("/agent-api/tenant/{tenant}/callerline"),
+        "/agent-api/tenant".to_string(),
+        "/agent-api/callerline".to_string(),
+        "/agent-api/callerline?page=0".to_string(),
+    ] {
+        for authorization in [None, Some("Bearer"), Some(forged)] {
+            for _ in 0..25 {
+                let response = app.request(&path, authorization).await;
+                assert_eq!(response.status(), 401, "{path}");
+            }
+        }
+    }
+    let after = statements(&scrape(&app).await);
+    assert_eq!(
+        after, before,
+        "statements run for requests without a valid token"
+    );
 }

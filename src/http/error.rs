@@ -73,6 +73,10 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+/// Why a request was refused (401), for its access line: never the token itself.
+#[derive(Debug, Clone)]
+pub struct Refusal(pub String);
+
 /// Seconds a client should wait after a 503.
 const UNAVAILABLE_RETRY_AFTER: u64 = 1;
 
@@ -123,15 +127,11 @@ impl ApiError {
         }
     }
 
+    /// 5xx causes are logged here; why a request was refused goes on its one access line
+    /// (`Refusal`), throttled there.
     fn log(&self) {
-        match self {
-            Self::Unauthorized(rejection) => {
-                tracing::info!(reason = %rejection, "authentication failed")
-            }
-            Self::Unavailable(_) | Self::Internal(_) => {
-                tracing::error!(error = %chain(self), "request failed")
-            }
-            _ => {}
+        if let Self::Unavailable(_) | Self::Internal(_) = self {
+            tracing::error!(error = %chain(self), "request failed")
         }
     }
 }
@@ -166,6 +166,11 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         self.log();
         let mut response = HttpResponse::build(self.status_code());
+        if let Self::Unauthorized(rejection) = self {
+            response
+                .extensions_mut()
+                .insert(Refusal(rejection.to_string()));
+        }
         match self {
             Self::Unauthorized(_) => {
                 response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));

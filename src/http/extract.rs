@@ -8,10 +8,12 @@ use chrono::Utc;
 use futures_util::future::LocalBoxFuture;
 use uuid::Uuid;
 
+use super::client_address::client_address;
 use super::error::ApiError;
 use super::state::AppState;
 use crate::cache::standings::Lookup;
 use crate::domain::partners::{PartnerToken, Standing};
+use crate::rate_limit::AddressKey;
 use crate::store;
 use crate::tokens::Rejection;
 
@@ -57,8 +59,9 @@ async fn authenticate(request: &HttpRequest) -> Result<PartnerToken, ApiError> {
 /// revoked token cannot spend its partner's budget, and a client that keeps failing
 /// authentication is slowed down.
 fn refuse(state: &AppState, request: &HttpRequest, rejection: Rejection) -> ApiError {
-    if let (Some(limits), Some(peer)) = (&state.rate_limits, request.peer_addr())
-        && let Err(retry) = limits.check_address(peer.ip())
+    let client = client_address(request, &state.trusted_proxies);
+    if let (Some(limits), Some(client)) = (&state.rate_limits, client)
+        && let Err(retry) = limits.check_address(AddressKey::from(client))
     {
         return ApiError::RateLimited {
             retry_after_seconds: retry.0,

@@ -3,17 +3,22 @@
 //! into the 500 envelope instead of a dropped connection.
 
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::body::{BodySize, BoxBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::{ConnectionType, Method, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::{Error, ResponseError};
+use actix_web::web::Bytes;
+use actix_web::{Error, HttpMessage, ResponseError};
 use futures_util::FutureExt;
 use tracing::{Instrument, Level};
 
-use super::error::ApiError;
+use super::error::{ApiError, Refusal};
+use crate::telemetry;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -21,7 +26,7 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const QUIET_ROUTES: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 
 pub async fn request_context(
-    request: ServiceRequest,
+    mut request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let request_id = request
@@ -31,11 +36,19 @@ pub async fn request_context(
         .filter(|value| is_acceptable_request_id(value))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    // The route template, never the raw path: bounded label values, no ids in metrics.
+    // Labels and log fields from closed sets: the route template (never the raw path), the
+    // method as HTTP names it (a stranger may send any token there).
     let route = request
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
-    let method = request.method().to_string();
+    let method = method_label(request.method());
+    // Every route is GET or HEAD: a body is never read, so it is answered at once and the
+    // connection closed, rather than drained of whatever a client trickles in behind its head.
+    let carries_body = request.headers().contains_key(header::TRANSFER_ENCODING)
+        || request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|length| length != "0");
     let span = tracing::info_span!(
         "request",
         request_id = %request_id,
@@ -43,6 +56,7 @@ pub async fn request_context(
         route = %route,
         partner_id = tracing::field::Empty,
     );
+    let unread = carries_body.then(|| request.take_payload());
     let started = Instant::now();
     let mut response = next.call(request).instrument(span.clone()).await?;
     let elapsed = started.elapsed();
@@ -53,19 +67,81 @@ pub async fn request_context(
     );
     let labels = [
         ("route", route.clone()),
-        ("method", method),
+        ("method", method.to_owned()),
         ("status", status.to_string()),
     ];
     metrics::counter!("agent_api_http_requests_total", &labels).increment(1);
     metrics::histogram!("agent_api_http_request_duration_seconds", &labels)
         .record(elapsed.as_secs_f64());
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    let refusal = response.response().extensions().get::<Refusal>().cloned();
+    let refused = matches!(
+        response.status(),
+        StatusCode::UNAUTHORIZED | StatusCode::TOO_MANY_REQUESTS
+    );
     if QUIET_ROUTES.contains(&route.as_str()) {
         tracing::event!(parent: &span, Level::DEBUG, status, latency_ms, "request");
-    } else {
+    } else if !refused {
         tracing::event!(parent: &span, Level::INFO, status, latency_ms, "request");
+    } else if telemetry::refusals().allow() {
+        // A stranger can have these written by the thousand: they are throttled.
+        let refusal = refusal.map(|Refusal(reason)| reason);
+        tracing::event!(parent: &span, Level::INFO, status, latency_ms, refusal, "request");
     }
-    Ok(response.map_into_boxed_body())
+    let response = response.map_into_boxed_body();
+    Ok(match unread {
+        Some(unread) => response.map_body(|head, body| {
+            head.set_connection_type(ConnectionType::Close);
+            BoxBody::new(Closing {
+                body,
+                _unread: unread,
+            })
+        }),
+        None => response,
+    })
+}
+
+/// A response body that keeps the unread request body alive until it has been sent: actix then
+/// closes the connection, where it would otherwise drain a chunked body a client may trickle in
+/// for ever.
+struct Closing {
+    body: BoxBody,
+    /// Held, never read.
+    _unread: Payload,
+}
+
+impl MessageBody for Closing {
+    type Error = <BoxBody as MessageBody>::Error;
+
+    fn size(&self) -> BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_next(cx)
+    }
+}
+
+/// The method's name when HTTP defines it, else `other`.
+fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    KNOWN
+        .iter()
+        .find(|known| *known == method)
+        .map_or("other", |known| known.as_str())
 }
 
 /// Wraps each route's handler (not the app: routing needs the request unshared), turning a

@@ -3,52 +3,59 @@
 //! around the handlers sits beside them: extractors, the error envelope, middleware, rate
 //! limits, the OpenAPI reference and the shared state.
 
+pub mod client_address;
 pub mod error;
 pub mod extract;
 pub mod middleware;
 pub mod openapi;
-pub mod rate_limit;
 pub mod response;
 pub mod routes;
 pub mod state;
 
 use actix_web::middleware::from_fn;
-use actix_web::{HttpResponse, Route, web};
+use actix_web::{HttpResponse, Route, guard, web};
 
 use error::ApiError;
-use routes::{caller_lines, legacy, ops, tenants};
+use routes::{caller_lines, legacy, ops, reference, tenants};
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config
         .service(
             web::scope("/agent-api")
                 .wrap(from_fn(response::etag::revalidate))
-                .service(get("/tenant", web::get().to(tenants::list)))
+                .service(get("/tenant", read().to(tenants::list)))
                 .service(get(
                     "/tenant/{id}/callerline",
-                    web::get().to(caller_lines::list_on_tenant),
+                    read().to(caller_lines::list_on_tenant),
                 ))
                 .service(get(
                     "/callerline",
-                    web::get()
+                    read()
                         .to(caller_lines::list_on_default_tenant)
                         .wrap(from_fn(legacy::sunset)),
                 )),
         )
-        .service(get("/healthz", web::get().to(ops::healthz)))
-        .service(get("/readyz", web::get().to(ops::readyz)))
-        .service(web::redirect("/docs", "/docs/"));
+        .service(get("/healthz", read().to(ops::healthz)))
+        .service(get("/readyz", read().to(ops::readyz)))
+        .service(get("/openapi.json", read().to(reference::openapi)))
+        .service(web::redirect("/docs", "/docs/"))
+        .service(get("/docs/{path:.*}", read().to(reference::docs)));
 }
 
 /// The operations listener's table: metrics, and the same health checks.
 pub fn ops_routes(config: &mut web::ServiceConfig) {
     config
-        .service(get("/metrics", web::get().to(ops::metrics)))
-        .service(get("/healthz", web::get().to(ops::healthz)))
-        .service(get("/readyz", web::get().to(ops::readyz)));
+        .service(get("/metrics", read().to(ops::metrics)))
+        .service(get("/healthz", read().to(ops::healthz)))
+        .service(get("/readyz", read().to(ops::readyz)));
 }
 
-/// A GET-only resource whose handler's panics answer the 500 envelope; any other method
+/// GET, and HEAD, which answers what GET does without the body (RFC 9110 §9.3.2).
+fn read() -> Route {
+    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
+}
+
+/// A resource whose handler's panics answer the 500 envelope; a method its route does not take
 /// answers the 405 envelope.
 fn get(path: &str, route: Route) -> actix_web::Resource {
     web::resource(path)

@@ -4,15 +4,17 @@
 use std::sync::Arc;
 
 use chrono_tz::Tz;
+use ipnet::IpNet;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 
-use super::rate_limit::RateLimits;
 use super::response::encoding::{Coding, EncodedPage};
+use super::routes::reference::Reference;
 use crate::cache::{DefaultTenant, Freshness, Pages, Standings};
 use crate::clock::Clock;
 use crate::config::LegacySettings;
 use crate::domain::query::{LineFilter, PageLimits, PageRequest};
+use crate::rate_limit::RateLimits;
 use crate::tokens::KeyRing;
 
 /// What, besides its partner and tenant, makes a kept caller-line page.
@@ -32,6 +34,8 @@ pub struct AppState {
     pub display_timezone: Tz,
     pub legacy: LegacySettings,
     pub rate_limits: Option<RateLimits>,
+    /// Balancers whose `X-Forwarded-For` names the client (`rate_limit.trusted_proxies`).
+    pub trusted_proxies: Vec<IpNet>,
     pub clock: Clock,
     pub metrics: PrometheusHandle,
     /// What the change feed has said: whether memory may answer, and what is out of date.
@@ -40,4 +44,6 @@ pub struct AppState {
     pub pages: Option<ListingCache>,
     pub standings: Standings,
     pub default_tenant: Arc<DefaultTenant>,
+    /// `/openapi.json` and `/docs`, each file made and compressed once.
+    pub reference: Reference,
 }

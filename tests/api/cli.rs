@@ -130,14 +130,12 @@ fn token_issue_prints_only_a_token_that_verifies() {
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn sigterm_drains_and_exits_zero(pool: PgPool) {
-    let (mut child, port) = spawn_serve(&database_url(&pool), &[]);
-    let ready = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
-        .await
-        .unwrap();
+    let mut serving = spawn_serve(&database_url(&pool), &[]);
+    let ready = reqwest::get(serving.url("/readyz")).await.unwrap();
     assert_eq!(ready.status(), 200);
-    terminate(&child);
+    terminate(&serving.child);
     assert_eq!(
-        wait_for_exit(&mut child, Duration::from_secs(20)).code(),
+        wait_for_exit(&mut serving.child, Duration::from_secs(20)).code(),
         Some(0)
     );
 }

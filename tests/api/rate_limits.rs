@@ -99,3 +99,51 @@ async fn a_revoked_token_spends_nothing_of_its_partners_budget(pool: PgPool) {
         assert_eq!(response.status(), 200, "the new token, attempt {attempt}");
     }
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn behind_a_trusted_balancer_each_forwarded_client_has_its_own_bucket(pool: PgPool) {
+    let path = format!("/agent-api/tenant/{}/callerline", Uuid::new_v4());
+    let limited = |trusted: &'static str| {
+        let pool = pool.clone();
+        async move {
+            TestApp::configured(pool, move |s| {
+                s.rate_limit.enabled = true;
+                s.rate_limit.anonymous_per_second = 1;
+                s.rate_limit.anonymous_burst = 2;
+                s.rate_limit.trusted_proxies = trusted
+                    .split(',')
+                    .filter(|net| !net.is_empty())
+                    .map(|net| net.parse().unwrap())
+                    .collect();
+            })
+            .await
+        }
+    };
+    let from = |app: &TestApp, client: &str| {
+        app.client()
+            .get(format!("{}{path}", app.address))
+            .header("X-Forwarded-For", format!("198.51.100.77, {client}"))
+            .send()
+    };
+    // The balancer (loopback here) is trusted: each client it forwards for is limited alone.
+    let balanced = limited("127.0.0.0/8").await;
+    for _ in 0..2 {
+        assert_eq!(from(&balanced, "203.0.113.5").await.unwrap().status(), 401);
+    }
+    assert_eq!(from(&balanced, "203.0.113.5").await.unwrap().status(), 429);
+    assert_eq!(
+        from(&balanced, "203.0.113.6").await.unwrap().status(),
+        401,
+        "another client"
+    );
+    // Nothing trusted: the header is a stranger's own claim, and changes nothing.
+    let direct = limited("").await;
+    for client in ["203.0.113.5", "203.0.113.6"] {
+        assert_eq!(from(&direct, client).await.unwrap().status(), 401);
+    }
+    assert_eq!(
+        from(&direct, "203.0.113.7").await.unwrap().status(),
+        429,
+        "one bucket"
+    );
+}

@@ -1,6 +1,8 @@
 //! The partner's reference: the OpenAPI document at /openapi.json, its examples checked against
 //! what the server answers, and the offline /docs page (SPEC §5).
 
+use std::io::Read;
+
 use agent_api::config::LegacyMode;
 use agent_api::store::demo;
 use serde_json::Value;
@@ -127,4 +129,47 @@ async fn the_reference_page_is_served_from_the_binary(pool: PgPool) {
         .await
         .unwrap();
     assert!(initializer.contains("/openapi.json"), "{initializer}");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn reference_assets_are_compressed_once_and_cached_by_clients(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let url = format!("{}/docs/swagger-ui-bundle.js", app.address);
+    let fetch = |encoding: &'static str, if_none_match: Option<String>| {
+        let mut request = app.client().get(&url).header("Accept-Encoding", encoding);
+        if let Some(tag) = if_none_match {
+            request = request.header("If-None-Match", tag);
+        }
+        request.send()
+    };
+    let plain = fetch("identity", None).await.unwrap();
+    assert_eq!(plain.headers()["cache-control"], "public, max-age=86400");
+    let plain_tag = plain.headers()["etag"].to_str().unwrap().to_string();
+    assert!(
+        !plain_tag.starts_with("W/"),
+        "a strong validator: {plain_tag}"
+    );
+    let plain = plain.bytes().await.unwrap();
+    let mut tags = vec![plain_tag];
+    for _ in 0..2 {
+        let compressed = fetch("br", None).await.unwrap();
+        assert_eq!(compressed.headers()["content-encoding"], "br");
+        let tag = compressed.headers()["etag"].to_str().unwrap().to_string();
+        let mut decoded = Vec::new();
+        brotli_decompressor::Decompressor::new(&compressed.bytes().await.unwrap()[..], 4096)
+            .read_to_end(&mut decoded)
+            .unwrap();
+        assert_eq!(decoded, plain);
+        tags.push(tag);
+    }
+    assert_ne!(tags[0], tags[1], "each coding has its own strong tag");
+    assert_eq!(tags[1], tags[2], "the same compressed bytes both times");
+    let revalidated = fetch("br", Some(tags[1].clone())).await.unwrap();
+    assert_eq!(revalidated.status(), 304);
+    assert!(revalidated.bytes().await.unwrap().is_empty());
+    // What names the document is revalidated on every use.
+    let initializer = app.get("/docs/swagger-initializer.js").await;
+    assert_eq!(initializer.headers()["cache-control"], "public, no-cache");
+    let document = app.get("/openapi.json").await;
+    assert_eq!(document.headers()["cache-control"], "public, no-cache");
 }

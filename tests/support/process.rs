@@ -2,6 +2,8 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::app::SECRET;
@@ -34,9 +36,37 @@ pub fn run_ok(command: &mut Command) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-/// `agent-api serve` on a free loopback port, rate limits off; returns the child and its port
-/// once it logs that it serves (its JSON start-up line), not after a sleep.
-pub fn spawn_serve(database_url: &str, extra_env: &[(&str, &str)]) -> (Child, u16) {
+/// `agent-api serve` as a child process, on free loopback ports.
+pub struct Serving {
+    pub child: Child,
+    pub port: u16,
+    pub ops_port: u16,
+    /// Bytes the child has written to its log (stdout) so far.
+    logged: Arc<AtomicUsize>,
+}
+
+/// A test that ends, or fails, takes its server down with it (and the server's sessions, so the
+/// test's database can be dropped).
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Serving {
+    pub fn logged_bytes(&self) -> usize {
+        self.logged.load(Ordering::SeqCst)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+/// `agent-api serve`, rate limits off unless `extra_env` says otherwise; returns once it logs
+/// that it serves (its JSON start-up line, at `info`), not after a sleep.
+pub fn spawn_serve(database_url: &str, extra_env: &[(&str, &str)]) -> Serving {
     let mut child = agent_api(Some(database_url))
         .env("APP__SERVER__HOST", "127.0.0.1")
         .env("APP__SERVER__PORT", "0")
@@ -49,15 +79,27 @@ pub fn spawn_serve(database_url: &str, extra_env: &[(&str, &str)]) -> (Child, u1
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let port = loop {
+    let (port, ops_port) = loop {
         let line = lines.next().expect("serve logs until it listens").unwrap();
         let event: serde_json::Value = serde_json::from_str(&line).expect("logs are JSON lines");
         if event["fields"]["message"] == "agent-api serving" {
-            break event["fields"]["port"].as_u64().unwrap() as u16;
+            let port = |field: &str| event["fields"][field].as_u64().unwrap() as u16;
+            break (port("port"), port("ops_port"));
         }
     };
-    std::thread::spawn(move || lines.for_each(drop));
-    (child, port)
+    let logged = Arc::new(AtomicUsize::new(0));
+    let counter = logged.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            counter.fetch_add(line.len() + 1, Ordering::SeqCst);
+        }
+    });
+    Serving {
+        child,
+        port,
+        ops_port,
+        logged,
+    }
 }
 
 /// Sends SIGTERM, as an orchestrator stopping the service does.

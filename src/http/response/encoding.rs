@@ -12,7 +12,7 @@ use actix_web::HttpResponse;
 use actix_web::http::header::{self, AcceptEncoding, ContentType, Encoding, Header, HeaderValue};
 use actix_web::web::Bytes;
 
-use super::etag::weak_tag;
+use super::etag::WeakTag;
 
 /// The content codings produced here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -64,7 +64,7 @@ impl Coding {
         }
     }
 
-    fn header_value(self) -> Option<HeaderValue> {
+    pub fn header_value(self) -> Option<HeaderValue> {
         match self {
             Self::Gzip => Some(HeaderValue::from_static("gzip")),
             Self::Brotli => Some(HeaderValue::from_static("br")),
@@ -84,12 +84,12 @@ fn exact(mut bytes: Vec<u8>) -> Bytes {
 pub struct EncodedPage {
     coding: Coding,
     body: Bytes,
-    etag: HeaderValue,
+    etag: WeakTag,
 }
 
 impl EncodedPage {
     pub fn new(json: Bytes, coding: Coding) -> Self {
-        let etag = weak_tag(&json);
+        let etag = WeakTag::of(&json);
         // Compressing into memory cannot fail short of allocation; if it did, send it plain.
         let (coding, body) = match coding.encode(&json) {
             Ok(encoded) => (coding, encoded),
@@ -98,16 +98,16 @@ impl EncodedPage {
         Self { coding, body, etag }
     }
 
-    /// Bytes held on the heap: what the listing cache weighs, beside the entry itself.
+    /// Bytes held on the heap (the body): what the listing cache weighs beside the entry.
     pub fn size(&self) -> usize {
-        self.body.len() + self.etag.len()
+        self.body.len()
     }
 
     pub fn response(&self) -> HttpResponse {
         let mut response = HttpResponse::Ok();
         response
             .content_type(ContentType::json())
-            .insert_header((header::ETAG, self.etag.clone()))
+            .insert_header((header::ETAG, self.etag.header_value()))
             .insert_header((header::VARY, HeaderValue::from_static("accept-encoding")));
         if let Some(coding) = self.coding.header_value() {
             response.insert_header((header::CONTENT_ENCODING, coding));

@@ -39,15 +39,25 @@ pub async fn revalidate(
     Ok(ServiceResponse::new(request, response))
 }
 
-/// The tag of an unencoded body. Weak: the same page may go out gzip-, brotli- or
-/// identity-encoded under one tag.
-pub fn weak_tag(unencoded: &[u8]) -> HeaderValue {
-    let tag = format!("W/\"{:016x}\"", xxh3_64(unencoded));
-    HeaderValue::from_str(&tag).expect("hex digits are a valid header value")
+/// A page's validator, a hash of its unencoded JSON. Weak: the same page may go out gzip-,
+/// brotli- or identity-encoded under one tag. Kept as a number: a kept page holds no more
+/// allocations than it must.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WeakTag(u64);
+
+impl WeakTag {
+    pub fn of(unencoded: &[u8]) -> Self {
+        Self(xxh3_64(unencoded))
+    }
+
+    pub fn header_value(self) -> HeaderValue {
+        let tag = format!("W/\"{:016x}\"", self.0);
+        HeaderValue::from_str(&tag).expect("hex digits are a valid header value")
+    }
 }
 
 /// Weak comparison against each tag of an `If-None-Match` list, or `*`.
-fn matches(if_none_match: &HeaderValue, tag: &HeaderValue) -> bool {
+pub fn matches(if_none_match: &HeaderValue, tag: &HeaderValue) -> bool {
     let (Ok(value), Ok(tag)) = (if_none_match.to_str(), tag.to_str()) else {
         return false;
     };

@@ -3,4 +3,5 @@
 pub mod caller_lines;
 pub mod legacy;
 pub mod ops;
+pub mod reference;
 pub mod tenants;
