@@ -12,6 +12,8 @@ load:  the service over loopback (wrk, rotating over partners with real tokens) 
 soak:  64 connections for 60 s on the same data; requests, errors, p50/p99, RSS start/end.
 bulk:  what operators' bulk SQL costs with the project's triggers against the same statement
        with them disabled, on a fresh database.
+hostile: what unauthenticated, hostile traffic costs the service, one figure per attack
+       (`--binary` to measure another build, an older release say).
 """
 
 import argparse
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 
 from kit import (BIN, Service, app_env, list_statement, log, pgbench, prepare_database, psql,
                  run, scenario_rows, targets, url_with_database, wrk)
+from hostile import hostile
 from writer import Writer
 
 
@@ -221,7 +224,7 @@ def bulk(args, admin_url):
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["load", "soak", "bulk"])
+    parser.add_argument("mode", choices=["load", "soak", "bulk", "hostile"])
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--connections", type=int)
     parser.add_argument("--seconds", type=int)
@@ -236,11 +239,12 @@ def main():
     parser.add_argument("--accept-encoding", choices=["gzip", "br"],
                         help="send Accept-Encoding, as most HTTP clients do (default: none)")
     parser.add_argument("--reload", action="store_true", help="regenerate the data set")
+    parser.add_argument("--binary", help="hostile: the agent-api binary to measure")
     args = parser.parse_args()
     args.connections = args.connections or (32 if args.mode == "load" else 64)
     args.seconds = args.seconds or (15 if args.mode == "load" else 60)
-    if args.mode == "bulk":
-        bulk(args, os.environ["DATABASE_URL"])
+    if args.mode in ("bulk", "hostile"):
+        (bulk if args.mode == "bulk" else hostile)(args, os.environ["DATABASE_URL"])
         return
     database_url = prepare_database(os.environ["DATABASE_URL"], args.lines, args.reload)
     (load if args.mode == "load" else soak)(args, database_url)

@@ -169,6 +169,18 @@ pub struct RateLimitSettings {
     /// Balancers (CIDRs) whose `X-Forwarded-For` names the client; the rightmost address there
     /// that is not one of them is the client. Empty: the header is ignored.
     pub trusted_proxies: Vec<IpNet>,
+    /// Redis shared by every instance for the buckets; unset: each instance has its own.
+    pub redis_url: Option<SecretString>,
+    /// Every Redis call is given up after this long (and the instance falls back).
+    pub redis_timeout_ms: u64,
+    /// How many instances share the quota: while Redis does not answer, each allows its share.
+    pub instances: u32,
+}
+
+impl RateLimitSettings {
+    pub fn redis_timeout(&self) -> Duration {
+        Duration::from_millis(self.redis_timeout_ms)
+    }
 }
 
 /// What is kept in memory while the database's change feed is proven to hear: rendered
@@ -290,6 +302,11 @@ impl Settings {
                 "rate_limit rates and bursts must be at least 1 (set rate_limit.enabled = false to turn limiting off)".into(),
             ));
         }
+        if self.rate_limit.instances == 0 || self.rate_limit.redis_timeout_ms == 0 {
+            return Err(ConfigError(
+                "rate_limit.instances and rate_limit.redis_timeout_ms must be at least 1".into(),
+            ));
+        }
         if self.listing_cache.max_bytes < 64 * 1024 {
             return Err(ConfigError(
                 "listing_cache.max_bytes must be at least 65536 (set listing_cache.enabled = false to keep no pages)".into(),
@@ -378,6 +395,8 @@ fn defaults() -> Result<config::ConfigBuilder<config::builder::DefaultState>, Co
         .set_default("rate_limit.anonymous_per_second", 5)?
         .set_default("rate_limit.anonymous_burst", 20)?
         .set_default("rate_limit.trusted_proxies", Vec::<String>::new())?
+        .set_default("rate_limit.redis_timeout_ms", 25)?
+        .set_default("rate_limit.instances", 1)?
         .set_default("listing_cache.enabled", true)?
         .set_default("listing_cache.max_bytes", 16 * 1024 * 1024)?
         .set_default("listing_cache.max_partner_share", 0.25)?

@@ -49,7 +49,7 @@ impl Application {
             page_limits: settings.api.page_limits(),
             display_timezone: settings.api.display_timezone,
             legacy: settings.legacy.clone(),
-            rate_limits: RateLimits::from_settings(&settings.rate_limit),
+            rate_limits: RateLimits::from_settings(&settings.rate_limit)?,
             trusted_proxies: settings.rate_limit.trusted_proxies.clone(),
             clock,
             metrics: prometheus(),

@@ -38,15 +38,16 @@ impl FromRequest for Authenticated {
 
 async fn authenticate(request: &HttpRequest) -> Result<PartnerToken, ApiError> {
     let state = app_state(request);
-    let token = bearer_token(request)
-        .and_then(|token| state.keys.verify(token, Utc::now()))
-        .map_err(|rejection| refuse(state, request, rejection))?;
+    let token = match bearer_token(request).and_then(|token| state.keys.verify(token, Utc::now())) {
+        Ok(token) => token,
+        Err(rejection) => return Err(refuse(state, request, rejection).await),
+    };
     tracing::Span::current().record("partner_id", tracing::field::display(token.partner_id));
     if !standing(state, token).await?.accepts(&token) {
-        return Err(refuse(state, request, Rejection::PartnerRejected));
+        return Err(refuse(state, request, Rejection::PartnerRejected).await);
     }
     if let Some(limits) = &state.rate_limits {
-        limits.check_partner(token.partner_id).map_err(|retry| {
+        limits.check_partner(token.partner_id).await.map_err(|retry| {
             metrics::counter!("agent_api_rate_limited_total", "partner_id" => token.partner_id.to_string())
                 .increment(1);
             ApiError::RateLimited { retry_after_seconds: retry.0 }
@@ -58,10 +59,10 @@ async fn authenticate(request: &HttpRequest) -> Result<PartnerToken, ApiError> {
 /// A refused token is charged to its client's address, never to the partner it names: a
 /// revoked token cannot spend its partner's budget, and a client that keeps failing
 /// authentication is slowed down.
-fn refuse(state: &AppState, request: &HttpRequest, rejection: Rejection) -> ApiError {
+async fn refuse(state: &AppState, request: &HttpRequest, rejection: Rejection) -> ApiError {
     let client = client_address(request, &state.trusted_proxies);
     if let (Some(limits), Some(client)) = (&state.rate_limits, client)
-        && let Err(retry) = limits.check_address(AddressKey::from(client))
+        && let Err(retry) = limits.check_address(AddressKey::from(client)).await
     {
         return ApiError::RateLimited {
             retry_after_seconds: retry.0,

@@ -3,20 +3,20 @@
 use std::hash::Hash;
 use std::num::NonZeroU32;
 
+use governor::DefaultKeyedRateLimiter;
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota};
 
-use super::RetryAfter;
+use super::{Quota, RetryAfter};
 
 pub struct Buckets<K: Hash + Eq + Clone> {
     limiter: DefaultKeyedRateLimiter<K>,
 }
 
 impl<K: Hash + Eq + Clone> Buckets<K> {
-    /// `per_second` sustained, `burst` at once; both at least 1 (settings are validated).
-    pub fn new(per_second: u32, burst: u32) -> Self {
-        let quota = Quota::per_second(NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN))
-            .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN));
+    pub fn new(quota: Quota) -> Self {
+        let at_least_one = |n: u32| NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+        let quota = governor::Quota::per_second(at_least_one(quota.per_second))
+            .allow_burst(at_least_one(quota.burst));
         Self {
             limiter: DefaultKeyedRateLimiter::keyed(quota),
         }
@@ -24,8 +24,7 @@ impl<K: Hash + Eq + Clone> Buckets<K> {
 
     pub fn check(&self, key: &K) -> Result<(), RetryAfter> {
         self.limiter.check_key(key).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            RetryAfter((wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1))
+            RetryAfter::from(not_until.wait_time_from(DefaultClock::default().now()))
         })
     }
 

@@ -1,13 +1,16 @@
 //! What the test binaries share: the running app and its answers (`app`), the rows tests insert
 //! (`rows`), the `agent-api` binary as a child process (`process`), throwaway Postgres clusters
-//! for the tests that stop or break a database (`cluster`) and a TCP proxy that can go silent
-//! (`proxy`). Not every binary uses every helper.
+//! for the tests that stop or break a database (`cluster`), a TCP proxy that can go silent
+//! (`proxy`), a Redis of the test's own (`redis`) and HAProxy in front of instances
+//! (`balancer`). Not every binary uses every helper.
 #![allow(dead_code)]
 
 pub mod app;
+pub mod balancer;
 pub mod cluster;
 pub mod process;
 pub mod proxy;
+pub mod redis;
 pub mod rows;
 
 pub use agent_api::store::MIGRATOR;

@@ -5,6 +5,7 @@ use actix_web::{HttpResponse, web};
 
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
+use crate::rate_limit::{RateLimits, Where};
 use crate::store;
 
 /// The process is up.
@@ -13,8 +14,10 @@ pub async fn healthz() -> HttpResponse {
 }
 
 /// The database answers; 503 (with `Retry-After`) while it does not. The body also says
-/// whether list pages are being cached: `live`, `bypassed` while the change feed is down (every
-/// read goes to the database), or `disabled` by configuration.
+/// whether list pages are being cached (`live`; `bypassed` while the change feed is not proven
+/// to hear, every read then going to the database; or `disabled`), and where the rate limits'
+/// buckets are (`local` to this process, `shared` in Redis, `fallback` to this process's share
+/// while Redis does not answer, or `off`).
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     store::ping(&state.pool)
         .await
@@ -24,9 +27,16 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         (Some(_), true) => "live",
         (Some(_), false) => "bypassed",
     };
+    let rate_limit = match state.rate_limits.as_ref().map(RateLimits::whereabouts) {
+        None => "off",
+        Some(Where::Local) => "local",
+        Some(Where::Shared) => "shared",
+        Some(Where::Fallback) => "fallback",
+    };
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "status": "ready",
         "listing_cache": listing_cache,
+        "rate_limit": rate_limit,
     })))
 }
 

@@ -1,0 +1,256 @@
+//! Several instances (issue: beyond one machine): one rate limit shared in Redis, a balancer in
+//! front, hot standbys taking cache-miss reads. Every component is a real one the test starts
+//! on free ports itself: redis-server, haproxy, a `pg_basebackup` standby.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+use support::balancer::Balancer;
+use support::process::{Serving, spawn_serve};
+use support::redis::Redis;
+use support::*;
+use uuid::Uuid;
+
+/// A partner with one listed line; the list path.
+async fn listed(pool: &PgPool) -> (Uuid, String) {
+    let tenant = tenant(pool, "云节点").await;
+    let partner = partner(pool).await;
+    line(tenant, partner).insert(pool).await;
+    (partner, format!("/agent-api/tenant/{tenant}/callerline"))
+}
+
+/// An instance whose partners have a burst of 10 and (practically) no refill.
+async fn limited_instance(pool: PgPool, redis: Option<String>, instances: u32) -> TestApp {
+    TestApp::configured(pool, move |s| {
+        s.rate_limit.enabled = true;
+        s.rate_limit.per_second = 1;
+        s.rate_limit.burst = 10;
+        s.rate_limit.redis_url = redis.map(Into::into);
+        s.rate_limit.redis_timeout_ms = 100;
+        s.rate_limit.instances = instances;
+    })
+    .await
+}
+
+/// How many of `count` requests, alternating between the instances, are let through.
+async fn allowed(instances: &[&TestApp], partner: Uuid, path: &str, count: usize) -> usize {
+    let token = format!("Bearer {}", instances[0].token_for(partner));
+    let mut allowed = 0;
+    for n in 0..count {
+        let status = instances[n % instances.len()]
+            .request(path, Some(&token))
+            .await
+            .status();
+        assert!(status == 200 || status == 429, "{status}");
+        allowed += usize::from(status == 200);
+    }
+    allowed
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn two_instances_allow_one_quota_between_them(pool: PgPool) {
+    let (partner, path) = listed(&pool).await;
+    let redis = Redis::start();
+    let a = limited_instance(pool.clone(), Some(redis.url()), 2).await;
+    let b = limited_instance(pool.clone(), Some(redis.url()), 2).await;
+    assert_eq!(
+        allowed(&[&a, &b], partner, &path, 20).await,
+        10,
+        "the quota, once"
+    );
+    // Without Redis each instance has a bucket of its own: twice the quota.
+    let (other, path) = listed(&pool).await;
+    let c = limited_instance(pool.clone(), None, 2).await;
+    let d = limited_instance(pool, None, 2).await;
+    assert_eq!(allowed(&[&c, &d], other, &path, 20).await, 20);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_stalled_redis_delays_no_request_and_is_shared_again_once_it_answers(pool: PgPool) {
+    let (partner, path) = listed(&pool).await;
+    let redis = Redis::start();
+    let a = limited_instance(pool.clone(), Some(redis.url()), 2).await;
+    let b = limited_instance(pool.clone(), Some(redis.url()), 2).await;
+    let token = format!("Bearer {}", a.token_for(partner));
+    assert_eq!(a.request(&path, Some(&token)).await.status(), 200);
+    assert_eq!(json(a.get("/readyz").await).await["rate_limit"], "shared");
+
+    redis.pause();
+    let mut let_through = 0;
+    for _ in 0..8 {
+        let started = Instant::now();
+        let status = a.request(&path, Some(&token)).await.status();
+        let waited = started.elapsed();
+        assert!(
+            waited < Duration::from_millis(100) + Duration::from_millis(400),
+            "a request waited {waited:?} on a stalled Redis (timeout 100 ms)"
+        );
+        let_through += usize::from(status == 200);
+    }
+    assert_eq!(
+        let_through, 5,
+        "this instance's share: a burst of 10 ÷ 2 instances"
+    );
+    assert_eq!(json(a.get("/readyz").await).await["rate_limit"], "fallback");
+
+    redis.resume();
+    eventually("the limit is shared again", || async {
+        json(a.get("/readyz").await).await["rate_limit"] == "shared"
+    })
+    .await;
+    // Shared again: one bucket in Redis for both.
+    let (fresh_partner, fresh_path) = listed(&pool).await;
+    eventually("b uses Redis too", || async {
+        json(b.get("/readyz").await).await["rate_limit"] == "shared"
+    })
+    .await;
+    assert_eq!(allowed(&[&a, &b], fresh_partner, &fresh_path, 20).await, 10);
+}
+
+/// Requests this instance has answered on `route`, from its operations listener.
+async fn answered(serving: &Serving, route: &str) -> f64 {
+    let url = format!("http://127.0.0.1:{}/metrics", serving.ops_port);
+    let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|line| {
+            line.starts_with("agent_api_http_requests_total{")
+                && line.contains(&format!("route=\"{route}\""))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Two instances of the binary behind the repository's HAProxy configuration.
+fn balanced(pool: &PgPool) -> (Serving, Serving, Balancer) {
+    let behind_the_balancer = [("APP__RATE_LIMIT__TRUSTED_PROXIES", "127.0.0.1/32")];
+    let a = spawn_serve(&database_url(pool), &behind_the_balancer);
+    let b = spawn_serve(&database_url(pool), &behind_the_balancer);
+    let balancer = Balancer::start([a.port, b.port]);
+    (a, b, balancer)
+}
+
+const LINES_ROUTE: &str = "/agent-api/tenant/{id}/callerline";
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn both_instances_serve_and_hear_every_committed_change_within_a_second(pool: PgPool) {
+    let (partner, path) = listed(&pool).await;
+    let (a, b, balancer) = balanced(&pool);
+    let client = reqwest::Client::new();
+    let token = format!(
+        "Bearer {}",
+        keys()
+            .issue(
+                partner,
+                Duration::from_secs(600),
+                None,
+                chrono::Utc::now() - chrono::TimeDelta::seconds(60)
+            )
+            .unwrap()
+    );
+    let get = |url: String| {
+        let request = client.get(url).header("Authorization", &token);
+        async move { request.send().await.unwrap() }
+    };
+    for _ in 0..20 {
+        assert_eq!(get(balancer.url(&path)).await.status(), 200);
+    }
+    for instance in [&a, &b] {
+        assert!(
+            answered(instance, LINES_ROUTE).await >= 5.0,
+            "both instances serve"
+        );
+    }
+    // Each keeps the page in memory; a commit reaches both.
+    let name = |url: String| {
+        let response = get(url);
+        async move { json(response.await).await["data"][0]["name"].clone() }
+    };
+    for instance in [&a, &b] {
+        assert_eq!(name(instance.url(&path)).await, "线路");
+    }
+    sqlx::query("update caller_lines set name = '改名' where partner_id = $1")
+        .bind(partner)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let committed = Instant::now();
+    for instance in [&a, &b] {
+        eventually("the rename reaches the instance", || async {
+            name(instance.url(&path)).await == "改名"
+        })
+        .await;
+    }
+    assert!(
+        committed.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        committed.elapsed()
+    );
+    sqlx::query("update users set tokens_valid_after = now() where id = $1")
+        .bind(partner)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let committed = Instant::now();
+    for instance in [&a, &b] {
+        eventually("the revocation reaches the instance", || async {
+            get(instance.url(&path)).await.status() == 401
+        })
+        .await;
+    }
+    assert!(
+        committed.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        committed.elapsed()
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn killing_an_instance_under_load_fails_no_request(pool: PgPool) {
+    let (partner, path) = listed(&pool).await;
+    let (mut a, b, balancer) = balanced(&pool);
+    let token = format!(
+        "Bearer {}",
+        keys()
+            .issue(partner, Duration::from_secs(600), None, chrono::Utc::now())
+            .unwrap()
+    );
+    let url = balancer.url(&path);
+    let stop = Instant::now() + Duration::from_secs(4);
+    let load: Vec<_> = (0..8)
+        .map(|_| {
+            let (client, url, token) = (reqwest::Client::new(), url.clone(), token.clone());
+            tokio::spawn(async move {
+                let (mut answered, mut failed) = (0, Vec::new());
+                while Instant::now() < stop {
+                    match client
+                        .get(&url)
+                        .header("Authorization", &token)
+                        .send()
+                        .await
+                    {
+                        Ok(response) if response.status() == 200 => answered += 1,
+                        Ok(response) => failed.push(response.status().to_string()),
+                        Err(error) => failed.push(error.to_string()),
+                    }
+                }
+                (answered, failed)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    a.child.kill().unwrap();
+    let mut total = 0;
+    for task in load {
+        let (answered, failed) = task.await.unwrap();
+        assert!(failed.is_empty(), "failed requests: {failed:?}");
+        total += answered;
+    }
+    assert!(answered(&b, LINES_ROUTE).await > 0.0);
+    assert!(total > 100, "the load ran: {total} requests");
+}
+
+fn keys() -> agent_api::tokens::KeyRing {
+    agent_api::tokens::KeyRing::from_settings(&test_settings().auth).unwrap()
+}
