@@ -55,7 +55,7 @@ class Target:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as response:
                     text = response.read().decode()
                 return text, time.monotonic() - started
-            except urllib.error.HTTPError:
+            except urllib.error.URLError:
                 continue
         raise SystemExit("no /metrics anywhere")
 

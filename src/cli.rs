@@ -111,6 +111,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     KeyRing::from_settings(&settings.auth)?;
     tls::install_crypto_provider();
     let pool = connect(&settings).await?;
+    store::refuse_standby(&pool).await?;
     let address = (settings.server.host.as_str(), settings.server.port);
     let listener = TcpListener::bind(address).with_context(|| {
         format!(

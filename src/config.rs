@@ -62,6 +62,15 @@ pub struct DatabaseSettings {
     /// From `DATABASE_FEED_URL`: a direct session with the primary for the change feed's
     /// `LISTEN`, when `DATABASE_URL` goes through a transaction pooler. Defaults to `DATABASE_URL`.
     pub feed_url: Option<SecretString>,
+    /// From `DATABASE_REPLICA_URLS` (comma-separated): hot standbys for cache-miss reads.
+    pub replica_urls: Vec<SecretString>,
+    /// Connections kept per standby.
+    pub replica_max_connections: u32,
+    /// How long a read waits for a standby to replay to its watermark before reading the
+    /// primary instead (the standby is then passed over until it catches up).
+    pub replica_max_wait_ms: u64,
+    /// How often a standby that is down or lagging is tried again.
+    pub replica_retry_ms: u64,
     pub max_connections: u32,
     pub min_connections: u32,
     /// How long a request waits for a pooled connection before answering 503.
@@ -263,6 +272,17 @@ impl Settings {
             .map_err(describe)?
             .set_override_option("database.feed_url", env.get("DATABASE_FEED_URL").cloned())
             .map_err(describe)?
+            .set_override_option(
+                "database.replica_urls",
+                env.get("DATABASE_REPLICA_URLS").map(|urls| {
+                    urls.split(',')
+                        .map(str::trim)
+                        .filter(|url| !url.is_empty())
+                        .map(str::to_owned)
+                        .collect::<Vec<_>>()
+                }),
+            )
+            .map_err(describe)?
             .build()
             .map_err(describe)?;
         let settings: Settings = built.try_deserialize().map_err(describe)?;
@@ -288,9 +308,10 @@ impl Settings {
                 "api.default_per_page must be between 1 and api.max_per_page".into(),
             ));
         }
-        if self.database.max_connections == 0 {
+        if self.database.max_connections == 0 || self.database.replica_max_connections == 0 {
             return Err(ConfigError(
-                "database.max_connections must be at least 1".into(),
+                "database.max_connections and database.replica_max_connections must be at least 1"
+                    .into(),
             ));
         }
         if self.rate_limit.per_second == 0
@@ -380,6 +401,10 @@ fn defaults() -> Result<config::ConfigBuilder<config::builder::DefaultState>, Co
         .set_default("database.acquire_timeout_ms", 2_000)?
         .set_default("database.statement_timeout_ms", 5_000)?
         .set_default("database.startup_wait_seconds", 60)?
+        .set_default("database.replica_urls", Vec::<String>::new())?
+        .set_default("database.replica_max_connections", 10)?
+        .set_default("database.replica_max_wait_ms", 20)?
+        .set_default("database.replica_retry_ms", 1_000)?
         .set_default("auth.keys", Vec::<String>::new())?
         .set_default("auth.leeway_seconds", 30)?
         .set_default("auth.default_ttl", "30d")?

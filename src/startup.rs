@@ -20,6 +20,8 @@ use crate::http::routes::reference::Reference;
 use crate::http::state::AppState;
 use crate::rate_limit::RateLimits;
 use crate::store::changes::FeedSettings;
+use crate::store::reads::Reads;
+use crate::store::replicas::Replicas;
 use crate::tokens::KeyRing;
 use crate::{http, store, telemetry, tls};
 
@@ -39,11 +41,16 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let port = listener.local_addr()?.port();
         let freshness = Arc::new(Freshness::new(settings.listing_cache.max_staleness()));
-        follow_changes(&pool, settings, &freshness)?;
+        let replicas = Replicas::from_settings(&settings.database)?;
+        if let Some(replicas) = &replicas {
+            replicas.watch(pool.clone());
+        }
+        follow_changes(&pool, settings, &freshness, replicas.is_some())?;
         let default_tenant = Arc::new(DefaultTenant::new(freshness.clone()));
         keep_default_tenant_current(pool.clone(), default_tenant.clone(), &freshness).await;
         let cache = &settings.listing_cache;
         let state = web::Data::new(AppState {
+            reads: Reads::new(pool.clone(), replicas),
             pool,
             keys: KeyRing::from_settings(&settings.auth)?,
             page_limits: settings.api.page_limits(),
@@ -167,11 +174,13 @@ fn ops_server(
 }
 
 /// Follows the change feed into `freshness`: heartbeats four times within the staleness bound,
-/// and a new connection when none has come back for twice the bound.
+/// a new connection when none has come back for twice the bound, and the primary's WAL
+/// positions when standbys need a watermark.
 fn follow_changes(
     pool: &PgPool,
     settings: &Settings,
     freshness: &Arc<Freshness>,
+    follow_positions: bool,
 ) -> anyhow::Result<()> {
     let bound = settings.listing_cache.max_staleness();
     let listen = match &settings.database.feed_url {
@@ -186,7 +195,7 @@ fn follow_changes(
         notify: (*pool.connect_options()).clone(),
         heartbeat: bound / 4,
         give_up_after: (bound * 2).max(Duration::from_secs(1)),
-        follow_positions: false,
+        follow_positions,
     };
     let follower = Arc::downgrade(freshness);
     store::changes::follow(pool, feed, move |change| {

@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::store::changes::{Change, Scope};
+use crate::store::reads::Watermark;
 
 /// Scopes remembered at most; past it they are forgotten at once by a change of everything.
 const MAX_REMEMBERED_SCOPES: usize = 100_000;
@@ -112,14 +113,17 @@ impl Freshness {
         self.everything.load(SeqCst) <= read_at && self.any_tenant.load(SeqCst) <= read_at
     }
 
-    /// The WAL position a replica must have replayed before it may answer a read that began
-    /// now; `None` while the position after the latest announcement is not known yet (read the
-    /// primary). Take the stamp first.
-    pub fn watermark(&self) -> Option<u64> {
-        if self.watermark_pending.load(SeqCst) {
-            return None;
+    /// The WAL position a standby must have replayed before it may answer a read that began
+    /// now (take the stamp first), or why none may: memory is not trusted (a standby could miss
+    /// commits the feed did not hear), or the position after the latest change is not known yet.
+    pub fn replica_watermark(&self) -> Watermark {
+        if !self.is_trusted() {
+            return Err("feed_not_trusted");
         }
-        Some(self.watermark.load(SeqCst))
+        if self.watermark_pending.load(SeqCst) {
+            return Err("position_pending");
+        }
+        Ok(self.watermark.load(SeqCst))
     }
 
     /// Follows the change feed; called by the feed's task alone.
@@ -284,17 +288,25 @@ mod tests {
     #[test]
     fn the_watermark_is_unknown_from_an_announcement_until_the_position_after_it() {
         let freshness = Freshness::new(Duration::from_secs(2));
-        assert_eq!(freshness.watermark(), None, "unknown before listening");
+        assert!(
+            freshness.replica_watermark().is_err(),
+            "unknown before listening"
+        );
         freshness.apply(Change::Listening {
             position: Some(100),
         });
-        assert_eq!(freshness.watermark(), Some(100));
+        freshness.apply(Change::Heard {
+            sent: Instant::now(),
+        });
+        assert_eq!(freshness.replica_watermark(), Ok(100));
         freshness.apply(Change::Changed(Scope::Pairs(vec![(P, T)])));
-        assert_eq!(freshness.watermark(), None);
+        assert_eq!(freshness.replica_watermark(), Err("position_pending"));
         freshness.apply(Change::Position(250));
-        assert_eq!(freshness.watermark(), Some(250));
+        assert_eq!(freshness.replica_watermark(), Ok(250));
         freshness.apply(Change::Position(200));
-        assert_eq!(freshness.watermark(), Some(250), "it never goes back");
+        assert_eq!(freshness.replica_watermark(), Ok(250), "it never goes back");
+        freshness.apply(Change::Deaf);
+        assert_eq!(freshness.replica_watermark(), Err("feed_not_trusted"));
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::clock::Clock;
 use crate::config::LegacySettings;
 use crate::domain::query::{LineFilter, PageLimits, PageRequest};
 use crate::rate_limit::RateLimits;
+use crate::store::reads::Reads;
 use crate::tokens::KeyRing;
 
 /// What, besides its partner and tenant, makes a kept caller-line page.
@@ -28,7 +29,10 @@ pub struct LinePage {
 pub type ListingCache = Pages<LinePage, EncodedPage>;
 
 pub struct AppState {
+    /// The primary.
     pub pool: PgPool,
+    /// Where cache-miss lists are read: a caught-up standby, or the primary.
+    pub reads: Reads,
     pub keys: KeyRing,
     pub page_limits: PageLimits,
     pub display_timezone: Tz,

@@ -2,11 +2,11 @@
 //! total and one page come back together, so a request costs one statement.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::Error;
-use super::pool::on_connection;
+use super::pool::timed;
+use super::reads::{Reads, Watermark};
 use crate::domain::caller_lines::{CallerLine, LineUser, UserType};
 use crate::domain::page::Listing;
 use crate::domain::partners::PartnerToken;
@@ -43,9 +43,11 @@ struct Row {
     user_type: Option<String>,
 }
 
-/// `None` when the tenant is missing or soft-deleted (or `tenant_id` names none).
+/// `None` when the tenant is missing or soft-deleted (or `tenant_id` names none). Read on a
+/// standby that has replayed to `watermark`, or on the primary.
 pub async fn list(
-    pool: &PgPool,
+    reads: &Reads,
+    watermark: Watermark,
     token: PartnerToken,
     tenant_id: Option<Uuid>,
     filter: LineFilter,
@@ -59,7 +61,8 @@ pub async fn list(
     //   of 100,000 lines costs what the first does;
     // - rows are filtered by the path's ids directly (index conditions the planner can see);
     //   a rejected partner or missing tenant discards them in `assemble`.
-    let rows = on_connection(pool, "list_caller_lines", async |connection| {
+    let mut connection = reads.connection(watermark).await?;
+    let rows = timed(&mut connection, "list_caller_lines", async |connection| {
         sqlx::query_as!(
             Row,
             r#"

@@ -6,9 +6,29 @@ pub mod changes;
 pub mod demo;
 pub mod partners;
 mod pool;
+pub mod reads;
+pub mod replicas;
 pub mod tenants;
 
 pub use pool::{ping, pool};
+
+use crate::config::ConfigError;
+
+/// Refuses a standby as the primary: the change feed cannot `LISTEN` on one, and the heartbeat
+/// cannot be sent through one (Postgres: `cannot execute LISTEN during recovery`).
+pub async fn refuse_standby(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    let in_recovery: bool = sqlx::query_scalar("select pg_is_in_recovery()")
+        .fetch_one(pool)
+        .await?;
+    if in_recovery {
+        return Err(ConfigError(
+            "DATABASE_URL names a standby: it must name the primary (standbys go in DATABASE_REPLICA_URLS)"
+                .into(),
+        )
+        .into());
+    }
+    Ok(())
+}
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

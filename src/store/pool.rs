@@ -2,8 +2,9 @@
 
 use std::time::{Duration, Instant};
 
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool, Postgres};
 
 use crate::config::DatabaseSettings;
 
@@ -12,7 +13,16 @@ const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
 
 /// A lazily connecting pool: start-up and `/readyz` decide what to do while Postgres is down.
 pub fn pool(url: &str, settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
-    let options: PgConnectOptions = url
+    Ok(pool_options(settings.max_connections, settings)
+        .connect_lazy_with(session_options(url, settings)?))
+}
+
+/// What every session of the service sets, on the primary or a standby.
+pub(super) fn session_options(
+    url: &str,
+    settings: &DatabaseSettings,
+) -> Result<PgConnectOptions, sqlx::Error> {
+    Ok(url
         .parse::<PgConnectOptions>()?
         .application_name("agent-api")
         .options([
@@ -23,9 +33,13 @@ pub fn pool(url: &str, settings: &DatabaseSettings) -> Result<PgPool, sqlx::Erro
             // The statements are written to plan well without their parameters' values, so
             // each is planned once per connection instead of on every execution.
             ("plan_cache_mode", "force_generic_plan".to_string()),
-        ]);
-    Ok(PgPoolOptions::new()
-        .max_connections(settings.max_connections)
+        ]))
+}
+
+/// How the service's pools keep their connections.
+pub(super) fn pool_options(max_connections: u32, settings: &DatabaseSettings) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
         .min_connections(settings.min_connections)
         .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
         // sqlx pings every connection on release, and by default on acquire too: a round trip
@@ -41,17 +55,21 @@ pub fn pool(url: &str, settings: &DatabaseSettings) -> Result<PgPool, sqlx::Erro
                 Ok(true)
             })
         })
-        .connect_lazy_with(options))
 }
 
-/// Runs one statement on a pooled connection, recording how long it waited for the connection
-/// (`agent_api_db_pool_acquire_seconds`, and `agent_api_db_pool_waiting` meanwhile) and how
-/// long the statement took (`agent_api_db_query_duration_seconds`).
+/// Runs one statement on a pooled connection of `pool`, timed as `timed` says.
 pub(super) async fn on_connection<T>(
     pool: &PgPool,
     statement: &'static str,
     query: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
 ) -> Result<T, sqlx::Error> {
+    let mut connection = acquire(pool).await?;
+    timed(&mut connection, statement, query).await
+}
+
+/// A pooled connection, recording how long it was waited for
+/// (`agent_api_db_pool_acquire_seconds`, and `agent_api_db_pool_waiting` meanwhile).
+pub(super) async fn acquire(pool: &PgPool) -> Result<PoolConnection<Postgres>, sqlx::Error> {
     let started = Instant::now();
     let connection = {
         let _waiting = Waiting::begin();
@@ -59,9 +77,17 @@ pub(super) async fn on_connection<T>(
     };
     metrics::histogram!("agent_api_db_pool_acquire_seconds")
         .record(started.elapsed().as_secs_f64());
-    let mut connection = connection?;
+    connection
+}
+
+/// Runs one statement, recording how long it took (`agent_api_db_query_duration_seconds`).
+pub(super) async fn timed<T>(
+    connection: &mut PgConnection,
+    statement: &'static str,
+    query: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+) -> Result<T, sqlx::Error> {
     let started = Instant::now();
-    let outcome = query(&mut connection).await;
+    let outcome = query(connection).await;
     metrics::histogram!("agent_api_db_query_duration_seconds", "statement" => statement)
         .record(started.elapsed().as_secs_f64());
     outcome

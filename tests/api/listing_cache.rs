@@ -237,3 +237,26 @@ async fn a_feed_cut_without_a_word_is_distrusted_within_the_staleness_bound(pool
     let ready = json(app.get("/readyz").await).await;
     assert_eq!(ready["listing_cache"], "bypassed");
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_feed_that_cannot_hear_is_never_trusted(pool: PgPool) {
+    // LISTEN works in another database of the same server, but what is announced here (the
+    // heartbeats included) is never heard there: as behind a transaction pooler.
+    let elsewhere = database_url(&pool).replacen(&database_name(&pool), "postgres", 1);
+    let setup = setup(pool, |settings| {
+        settings.database.feed_url = Some(elsewhere.into());
+        settings.listing_cache.max_staleness_ms = 500;
+    })
+    .await;
+    // Four times the bound: a feed that could hear would have been trusted long before.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let ready = json(setup.app.get("/readyz").await).await;
+    assert_eq!(ready["listing_cache"], "bypassed", "{ready}");
+    assert_eq!(setup.line_name().await, "线路");
+    setup.rename_unannounced("unannounced").await;
+    assert_eq!(
+        setup.line_name().await,
+        "unannounced",
+        "read from the database"
+    );
+}

@@ -14,7 +14,36 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// A new, empty cluster (not started).
     pub fn create() -> Self {
+        let cluster = Self::empty_directory();
+        run(cluster
+            .as_postgres("initdb")
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "-D"])
+            .arg(&cluster.dir));
+        cluster
+    }
+
+    /// A hot standby of `primary` (started), streaming from it: `pg_basebackup -R`.
+    pub fn standby_of(primary: &Cluster) -> Self {
+        let standby = Self::empty_directory();
+        run(standby
+            .as_postgres("pg_basebackup")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &primary.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args(["-X", "stream", "-R", "-c", "fast", "-D"])
+            .arg(&standby.dir));
+        standby.start();
+        standby
+    }
+
+    fn empty_directory() -> Self {
         let bin = postgres_bin_dir();
         let dir = std::env::temp_dir().join(format!("agent-api-cluster-{}", Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -30,10 +59,8 @@ impl Cluster {
                 .arg("postgres")
                 .arg(&cluster.dir));
         }
-        run(cluster
-            .as_postgres("initdb")
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "-D"])
-            .arg(&cluster.dir));
+        // Postgres refuses a data directory others may read.
+        run(Command::new("chmod").arg("700").arg(&cluster.dir));
         cluster
     }
 

@@ -65,7 +65,9 @@ async fn list_lines(
         Lookup::Miss(pending) => Some(pending),
         Lookup::Bypass => None,
     };
-    let found = store::caller_lines::list(&state.pool, token, tenant_id, filter, page)
+    // After the page lookup took its stamp (a read must not keep what changed meanwhile).
+    let watermark = state.freshness.replica_watermark();
+    let found = store::caller_lines::list(&state.reads, watermark, token, tenant_id, filter, page)
         .await?
         .ok_or(ApiError::TenantNotFound)?;
     let items = found

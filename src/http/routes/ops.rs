@@ -33,10 +33,20 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         Some(Where::Shared) => "shared",
         Some(Where::Fallback) => "fallback",
     };
+    // Standbys are listed, not required: reads go to the primary while none is fit.
+    let replicas: Vec<_> = state
+        .reads
+        .replicas()
+        .map(|replicas| replicas.states())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, replica)| serde_json::json!({"replica": name, "state": replica.name()}))
+        .collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "status": "ready",
         "listing_cache": listing_cache,
         "rate_limit": rate_limit,
+        "replicas": replicas,
     })))
 }
 
