@@ -14,6 +14,8 @@ bulk:  what operators' bulk SQL costs with the project's triggers against the sa
        with them disabled, on a fresh database.
 hostile: what unauthenticated, hostile traffic costs the service, one figure per attack
        (`--binary` to measure another build, an older release say).
+scale: one instance, one behind HAProxy, two behind it, and two reading misses from a hot
+       standby, cache on and off, on the same data.
 """
 
 import argparse
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from kit import (BIN, Service, app_env, list_statement, log, pgbench, prepare_database, psql,
                  run, scenario_rows, targets, url_with_database, wrk)
 from hostile import hostile
+from scale import scale
 from writer import Writer
 
 
@@ -224,7 +227,7 @@ def bulk(args, admin_url):
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["load", "soak", "bulk", "hostile"])
+    parser.add_argument("mode", choices=["load", "soak", "bulk", "hostile", "scale"])
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--connections", type=int)
     parser.add_argument("--seconds", type=int)
@@ -247,7 +250,7 @@ def main():
         (bulk if args.mode == "bulk" else hostile)(args, os.environ["DATABASE_URL"])
         return
     database_url = prepare_database(os.environ["DATABASE_URL"], args.lines, args.reload)
-    (load if args.mode == "load" else soak)(args, database_url)
+    {"load": load, "soak": soak, "scale": scale}[args.mode](args, database_url)
 
 
 if __name__ == "__main__":

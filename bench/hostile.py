@@ -87,8 +87,9 @@ def labels(target):
     many(20_000, lambda n: raw(target.port, f"M{n} /nope/{n} HTTP/1.1\r\nHost: x\r\n"
                                             f"Connection: close\r\n\r\n".encode()))
     text, seconds = target.metrics()
-    return (f"RSS {before_rss / 1024:.0f} → {target.rss_kib() / 1024:.0f} MB; /metrics "
-            f"{len(text) / 1e6:.2f} MB in {seconds * 1000:.0f} ms")
+    return (f"20,000 requests `M<i> /nope/<i>`: RSS {before_rss / 1024:.0f} → "
+            f"{target.rss_kib() / 1024:.0f} MB; /metrics {len(text) / 1024:.0f} KiB "
+            f"in {seconds * 1000:.0f} ms")
 
 
 def trickle(target):
@@ -192,7 +193,7 @@ def refused_codings(target):
         urllib.request.urlopen(head)
     except urllib.error.HTTPError as error:
         head_status = error.code
-    return f"no acceptable coding: {status} {body!r}; HEAD: {head_status}"
+    return f"no acceptable coding: {status} {body[:24]!r}…; HEAD: {head_status}"
 
 
 ATTACKS = [("metric labels", labels), ("trickled bodies", trickle),

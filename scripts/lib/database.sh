@@ -1,7 +1,8 @@
 # Finds a Postgres for the scripts in this folder and exports DATABASE_URL naming it.
-# Order (README): $DATABASE_URL if it answers; else a throwaway cluster under .data/postgres
-# (installing PostgreSQL from the OS packages if its binaries are missing); else docker compose.
-# Sourced, not run. Needs ROOT (the repository root).
+# Order (README): $DATABASE_URL if it answers (and its database holds nothing but agent-api's
+# tables); else a throwaway cluster under .data/postgres (installing PostgreSQL from the OS
+# packages if its binaries are missing; scripts/db stops or removes it); else docker compose.
+# Says which database it uses before anything writes to it. Sourced, not run. Needs ROOT.
 
 # Bold only on a terminal: logs captured to a file stay free of escape codes.
 if [ -t 2 ]; then
@@ -62,6 +63,19 @@ install_postgres() {
   install_wanted_packages
 }
 
+# Stops the throwaway cluster, if it runs.
+stop_local_cluster() {
+  local bin
+  [ -f "$LOCAL_PG_DATA/PG_VERSION" ] || { log "no throwaway cluster in .data/postgres"; return 0; }
+  bin="$(postgres_bin_dir)" || die "no PostgreSQL binaries to stop the cluster with"
+  if as_postgres "$bin/pg_ctl" -D "$LOCAL_PG_DATA" status >/dev/null 2>&1; then
+    as_postgres "$bin/pg_ctl" -D "$LOCAL_PG_DATA" -m fast -w stop >/dev/null
+    log "stopped the throwaway cluster in .data/postgres"
+  else
+    log "the throwaway cluster in .data/postgres is not running"
+  fi
+}
+
 # Runs a PostgreSQL server binary as an unprivileged user: Postgres refuses to run as root.
 as_postgres() {
   if [ "$(id -u)" = 0 ]; then
@@ -92,10 +106,10 @@ start_local_cluster() {
       rm -f "$LOCAL_PG_PORT_FILE"
       choose_local_port
     fi
-    log "starting it on 127.0.0.1:$LOCAL_PG_PORT"
+    log "starting it on 127.0.0.1:$LOCAL_PG_PORT (scripts/db stop stops it, scripts/db destroy removes it)"
     # A disposable cluster: durability traded for speed.
     as_postgres "$bin/pg_ctl" -D "$LOCAL_PG_DATA" -l "$LOCAL_PG_DATA/server.log" -w -t 60 \
-      -o "-p $LOCAL_PG_PORT -k $LOCAL_PG_DATA -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+      -o "-p $LOCAL_PG_PORT -k $LOCAL_PG_DATA -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
       start >/dev/null || { tail -n 20 "$LOCAL_PG_DATA/server.log" >&2; return 1; }
   fi
   export PATH="$bin:$PATH"
@@ -145,16 +159,46 @@ recreate_database() {
     -c "drop database if exists \"$1\"" -c "create database \"$1\"" >/dev/null
 }
 
+# The host:port/database a URL names, without its credentials.
+describe_url() {
+  printf '%s' "$1" | sed -E 's#^[a-z]+://([^@/]*@)?([^/?]*)/?([^?]*).*#\3 on \2#'
+}
+
+# Refuses a database that holds tables that are not agent-api's: a DATABASE_URL left in the
+# shell from another project must not be migrated, seeded and used for test databases.
+refuse_foreign_database() {
+  command -v psql >/dev/null 2>&1 || return 0
+  local foreign
+  foreign="$(psql -Atq "$DATABASE_URL" -c "select string_agg(table_name, ', ' order by table_name)
+    from information_schema.tables where table_schema = 'public' and table_name not in
+    ('_sqlx_migrations', 'tenants', 'users', 'caller_lines', 'caller_line_counts',
+     'caller_line_count_deltas', 'caller_line_service')")" || return 0
+  [ -z "$foreign" ] || die "DATABASE_URL ($(describe_url "$DATABASE_URL")) holds tables that are not agent-api's ($foreign): unset DATABASE_URL to use a throwaway cluster, or point it at an empty database"
+}
+
 ensure_database() {
+  # A script run by another (scripts/test runs sqlx-prepare) uses what its caller found.
+  if [ -n "${AGENT_API_DATABASE_CHOSEN:-}" ]; then
+    export DATABASE_URL
+    return
+  fi
   if [ -n "${DATABASE_URL:-}" ]; then
     if database_answers "$DATABASE_URL"; then
-      log "using DATABASE_URL"
-      export DATABASE_URL
+      log "using $(describe_url "$DATABASE_URL"), from your DATABASE_URL"
+      refuse_foreign_database
+      DATABASE_SOURCE=url
+      export DATABASE_URL AGENT_API_DATABASE_CHOSEN=1
       return
     fi
-    log "DATABASE_URL does not answer; looking for another database"
+    log "DATABASE_URL ($(describe_url "$DATABASE_URL")) does not answer; looking for another database"
   fi
-  start_local_cluster || start_compose_database ||
+  if start_local_cluster; then
+    DATABASE_SOURCE=cluster
+  elif start_compose_database; then
+    DATABASE_SOURCE=compose
+  else
     die "no Postgres: set DATABASE_URL, install PostgreSQL (initdb, pg_ctl), or docker compose"
-  export DATABASE_URL
+  fi
+  log "using $(describe_url "$DATABASE_URL")"
+  export DATABASE_URL AGENT_API_DATABASE_CHOSEN=1
 }

@@ -20,8 +20,15 @@ install_wanted_packages() {
     sudo="sudo"
   fi
   log "installing ${WANTED_PACKAGES[*]} with apt-get (--no-install-recommends)"
-  $sudo apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-    "${WANTED_PACKAGES[@]}" >&2
+  local output
+  output="$(mktemp)"
+  if ! { $sudo apt-get update -qq &&
+         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+           "${WANTED_PACKAGES[@]}"; } >"$output" 2>&1; then
+    tail -n 20 "$output" >&2
+    rm -f "$output"
+    die "apt-get could not install ${WANTED_PACKAGES[*]}"
+  fi
+  rm -f "$output"
   WANTED_PACKAGES=()
 }
