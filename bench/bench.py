@@ -244,8 +244,8 @@ def main():
     parser.add_argument("--reload", action="store_true", help="regenerate the data set")
     parser.add_argument("--binary", help="hostile: the agent-api binary to measure")
     args = parser.parse_args()
-    args.connections = args.connections or (32 if args.mode == "load" else 64)
-    args.seconds = args.seconds or (15 if args.mode == "load" else 60)
+    args.connections = args.connections or (64 if args.mode == "soak" else 32)
+    args.seconds = args.seconds or (60 if args.mode == "soak" else 15)
     if args.mode in ("bulk", "hostile"):
         (bulk if args.mode == "bulk" else hostile)(args, os.environ["DATABASE_URL"])
         return

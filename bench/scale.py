@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from kit import ROOT, Service, free_port, log, run, scenario_rows, targets, wrk
+from kit import ROOT, Service, free_port, log, psql, run, scenario_rows, targets, wrk
 
 
 class Balancer:
@@ -45,8 +45,11 @@ class Standby:
         log("copying the bench's cluster into a standby (pg_basebackup)")
         run(*as_postgres, str(bin_dir / "pg_basebackup"), "-h", host, "-p", primary_port,
             "-U", "postgres", "-X", "stream", "-R", "-c", "fast", "-D", str(self.directory))
-        run(*self.pg_ctl, "-w", "-l", str(self.directory / "server.log"), "-o",
-            f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1", "start")
+        # A standby may not allow fewer connections than its primary.
+        connections = psql(database_url, "show max_connections")
+        run(*self.pg_ctl, "-w", "-l", str(self.directory / "standby.log"), "-o",
+            f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "
+            f"-c max_connections={connections}", "start")
         self.url = database_url.replace(f":{primary_port}/", f":{self.port}/")
 
     def stop(self):

@@ -90,32 +90,18 @@ begin
 end;
 $$;
 
-create function announce_partners(partners uuid[]) returns void
+-- Announces that what these ids name (kind 'partners' or 'tenants') may have changed: the ids
+-- while they fit in a notification, else everything.
+create function announce(kind text, ids uuid[]) returns void
 language plpgsql as $$
 declare
-    distinct_partners uuid[] := array(select distinct p from unnest(partners) as p where p is not null);
+    distinct_ids uuid[] := array(select distinct id from unnest(ids) as id where id is not null);
 begin
-    if cardinality(distinct_partners) = 0 then
+    if cardinality(distinct_ids) = 0 then
         return;
-    elsif cardinality(distinct_partners) <= 200 then
+    elsif cardinality(distinct_ids) <= 200 then
         perform pg_notify('agent_api_listing_changed',
-                          'partners ' || array_to_string(distinct_partners, ' '));
-    else
-        perform pg_notify('agent_api_listing_changed', 'all');
-    end if;
-end;
-$$;
-
-create function announce_tenants(tenants uuid[]) returns void
-language plpgsql as $$
-declare
-    distinct_tenants uuid[] := array(select distinct t from unnest(tenants) as t where t is not null);
-begin
-    if cardinality(distinct_tenants) = 0 then
-        return;
-    elsif cardinality(distinct_tenants) <= 200 then
-        perform pg_notify('agent_api_listing_changed',
-                          'tenants ' || array_to_string(distinct_tenants, ' '));
+                          kind || ' ' || array_to_string(distinct_ids, ' '));
     else
         perform pg_notify('agent_api_listing_changed', 'all');
     end if;
@@ -130,7 +116,7 @@ begin
         perform pg_notify('agent_api_listing_changed', 'pairs ' || (
             select string_agg(p || '/' || t, ' ') from unnest(partners, tenants) as d (p, t)));
     else
-        perform announce_partners(partners);
+        perform announce('partners', partners);
     end if;
 end;
 $$;
@@ -225,7 +211,7 @@ begin
               (n.id, n.type, n.partner_id, n.name, n.email, n.phone, n.tokens_valid_after,
                n.deleted_at);
     end if;
-    perform announce_partners(partners);
+    perform announce('partners', partners);
     return null;
 end;
 $$;
@@ -258,7 +244,7 @@ begin
         where (o.id, o.name, o.is_default, o.deleted_at)
               is distinct from (n.id, n.name, n.is_default, n.deleted_at);
     end if;
-    perform announce_tenants(changed);
+    perform announce('tenants', changed);
     return null;
 end;
 $$;

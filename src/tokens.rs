@@ -291,17 +291,20 @@ mod tests {
 
     use super::*;
 
-    fn ring(secret: &str) -> KeyRing {
-        KeyRing::from_settings(&AuthSettings {
-            jwt_secret: Some(SecretString::from(secret)),
+    fn settings(secret: Option<&str>) -> AuthSettings {
+        AuthSettings {
+            jwt_secret: secret.map(SecretString::from),
             keys: Vec::new(),
             signing_kid: None,
             issuer: None,
             audience: None,
             leeway_seconds: 30,
             default_ttl: "1h".into(),
-        })
-        .unwrap()
+        }
+    }
+
+    fn ring(secret: &str) -> KeyRing {
+        KeyRing::from_settings(&settings(Some(secret))).unwrap()
     }
 
     // jsonwebtoken compiles without a crypto backend and panics on first use: keep this.
@@ -323,17 +326,7 @@ mod tests {
 
     #[test]
     fn a_key_ring_needs_a_key() {
-        let error = KeyRing::from_settings(&AuthSettings {
-            jwt_secret: None,
-            keys: Vec::new(),
-            signing_kid: None,
-            issuer: None,
-            audience: None,
-            leeway_seconds: 30,
-            default_ttl: "1h".into(),
-        })
-        .err()
-        .unwrap();
+        let error = KeyRing::from_settings(&settings(None)).err().unwrap();
         assert!(
             error.to_string().contains("APP__AUTH__JWT_SECRET"),
             "{error}"

@@ -170,38 +170,36 @@ async fn both_instances_serve_and_hear_every_committed_change_within_a_second(po
     for instance in [&a, &b] {
         assert_eq!(name(instance.url(&path)).await, "线路");
     }
-    sqlx::query("update caller_lines set name = '改名' where partner_id = $1")
-        .bind(partner)
-        .execute(&pool)
+    let rename = format!("update caller_lines set name = '改名' where partner_id = '{partner}'");
+    heard_by_both_within_a_second(&pool, &rename, [&a, &b], async |instance| {
+        name(instance.url(&path)).await == "改名"
+    })
+    .await;
+    let revoke = format!("update users set tokens_valid_after = now() where id = '{partner}'");
+    heard_by_both_within_a_second(&pool, &revoke, [&a, &b], async |instance| {
+        get(instance.url(&path)).await.status() == 401
+    })
+    .await;
+}
+
+/// Commits `change`, then waits until `shows` holds on every instance: within a second.
+async fn heard_by_both_within_a_second(
+    pool: &PgPool,
+    change: &str,
+    instances: [&Serving; 2],
+    shows: impl AsyncFn(&Serving) -> bool,
+) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(change.to_string()))
+        .execute(pool)
         .await
         .unwrap();
     let committed = Instant::now();
-    for instance in [&a, &b] {
-        eventually("the rename reaches the instance", || async {
-            name(instance.url(&path)).await == "改名"
-        })
-        .await;
+    for instance in instances {
+        eventually(change, || shows(instance)).await;
     }
     assert!(
         committed.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        committed.elapsed()
-    );
-    sqlx::query("update users set tokens_valid_after = now() where id = $1")
-        .bind(partner)
-        .execute(&pool)
-        .await
-        .unwrap();
-    let committed = Instant::now();
-    for instance in [&a, &b] {
-        eventually("the revocation reaches the instance", || async {
-            get(instance.url(&path)).await.status() == 401
-        })
-        .await;
-    }
-    assert!(
-        committed.elapsed() < Duration::from_secs(1),
-        "{:?}",
+        "{change}: {:?}",
         committed.elapsed()
     );
 }

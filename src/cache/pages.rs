@@ -120,18 +120,18 @@ where
         {
             return;
         }
-        let weight = body_bytes as u64 + ENTRY_OVERHEAD_BYTES;
-        {
-            let mut shares = pages.shares.lock().expect("no holder panics");
-            let held = shares.entry(key.partner_id).or_default();
-            if *held + weight > pages.max_share {
-                return;
-            }
-            *held += weight;
-        }
         // An out-of-date page under the same key is replaced, not evicted: give its share back.
         if let Some((_, replaced)) = pages.pages.remove(&key) {
             give_back(&pages.shares, key.partner_id, replaced.weight);
+        }
+        let weight = body_bytes as u64 + ENTRY_OVERHEAD_BYTES;
+        {
+            let mut shares = pages.shares.lock().expect("no holder panics");
+            let held = shares.get(&key.partner_id).copied().unwrap_or(0);
+            if held + weight > pages.max_share {
+                return;
+            }
+            shares.insert(key.partner_id, held + weight);
         }
         // A page too big for the cache is turned away through `ReturnShare` as well.
         pages.pages.insert(

@@ -184,7 +184,7 @@ impl ResponseError for ApiError {
                 response.insert_header((header::RETRY_AFTER, UNAVAILABLE_RETRY_AFTER.to_string()));
             }
             Self::MethodNotAllowed => {
-                response.insert_header((header::ALLOW, "GET"));
+                response.insert_header((header::ALLOW, "GET, HEAD"));
             }
             _ => {}
         }

@@ -322,3 +322,42 @@ async fn migrate_stops_on_infinite_instants_naming_them(pool: PgPool) {
         .unwrap();
     run_ok(agent_api(Some(&database_url(&pool))).arg("migrate"));
 }
+
+#[test]
+fn a_reader_that_goes_away_early_is_no_error() {
+    // `agent-api openapi | head -n 1`: the pipe closes after the first line.
+    let mut child = agent_api(None)
+        .arg("openapi")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first_line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut first_line,
+    )
+    .unwrap();
+    assert_eq!(first_line.trim(), "{");
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[sqlx::test(migrations = false)]
+async fn logs_that_go_to_a_file_carry_no_colour_and_no_notices(pool: PgPool) {
+    let url = database_url(&pool);
+    for _ in 0..2 {
+        let output = agent_api(Some(&url))
+            .env("APP__LOG__FORMAT", "pretty")
+            .arg("migrate")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stderr}");
+        assert!(stderr.contains("migrations applied"), "{stderr}");
+        assert!(!stderr.contains('\u{1b}'), "escape codes: {stderr:?}");
+        assert!(!stderr.contains("already exists, skipping"), "{stderr}");
+    }
+}

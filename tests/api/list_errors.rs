@@ -107,7 +107,7 @@ async fn unknown_paths_and_methods_answer_enveloped_404_and_405(pool: PgPool) {
             .send()
             .await
             .unwrap();
-        assert_eq!(response.headers()["allow"], "GET", "{method}");
+        assert_eq!(response.headers()["allow"], "GET, HEAD", "{method}");
         let message = assert_error(response, 405, 405).await;
         assert_eq!(message, "请求方法不允许");
     }

@@ -114,9 +114,9 @@ pub fn document(limits: PageLimits, sunset_at: DateTime<FixedOffset>) -> OpenApi
         .response(
             "MethodNotAllowed",
             error_response(
-                "请求方法不允许 · only GET is allowed",
+                "请求方法不允许 · only GET and HEAD are allowed",
                 ApiError::MethodNotAllowed,
-                Some(("Allow", "GET")),
+                Some(("Allow", "GET, HEAD")),
             ),
         )
         .security_scheme(
