@@ -5,7 +5,8 @@ use std::net::TcpListener;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use actix_web::dev::Server;
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{App, HttpServer, middleware, web};
 use anyhow::Context;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -114,25 +115,39 @@ impl Application {
     }
 }
 
+/// An app of `routes` over the shared state, every request with its id, log line and metrics.
+fn app(
+    state: web::Data<AppState>,
+    routes: fn(&mut web::ServiceConfig),
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(state)
+        .wrap(middleware::from_fn(http::middleware::request_context))
+        .configure(routes)
+        .default_service(web::to(http::not_found))
+}
+
 /// The partners' server: the API, its reference, and health checks for the balancer.
 fn api_server(
     settings: &Settings,
     listener: TcpListener,
     state: web::Data<AppState>,
 ) -> anyhow::Result<Server> {
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(state.clone())
-            .wrap(middleware::from_fn(http::middleware::request_context))
-            .configure(http::routes)
-            .default_service(web::to(http::not_found))
-    })
-    .max_connections(settings.server.max_connections_per_worker)
-    .keep_alive(Duration::from_secs(settings.server.keep_alive_seconds))
-    .client_request_timeout(Duration::from_millis(
-        settings.server.client_request_timeout_ms,
-    ))
-    .shutdown_timeout(settings.server.shutdown_grace_seconds);
+    let server = HttpServer::new(move || app(state.clone(), http::routes))
+        .max_connections(settings.server.max_connections_per_worker)
+        .keep_alive(Duration::from_secs(settings.server.keep_alive_seconds))
+        .client_request_timeout(Duration::from_millis(
+            settings.server.client_request_timeout_ms,
+        ))
+        .shutdown_timeout(settings.server.shutdown_grace_seconds);
     let server = match settings.server.workers {
         0 => server,
         workers => server.workers(workers),
@@ -155,21 +170,15 @@ fn ops_server(
     listener: TcpListener,
     state: web::Data<AppState>,
 ) -> anyhow::Result<Server> {
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(state.clone())
-            .wrap(middleware::from_fn(http::middleware::request_context))
-            .configure(http::ops_routes)
-            .default_service(web::to(http::not_found))
-    })
-    .workers(1)
-    .disable_signals()
-    .client_request_timeout(Duration::from_millis(
-        settings.server.client_request_timeout_ms,
-    ))
-    .shutdown_timeout(settings.server.shutdown_grace_seconds)
-    .listen(listener)
-    .context("cannot listen for operations")?;
+    let server = HttpServer::new(move || app(state.clone(), http::ops_routes))
+        .workers(1)
+        .disable_signals()
+        .client_request_timeout(Duration::from_millis(
+            settings.server.client_request_timeout_ms,
+        ))
+        .shutdown_timeout(settings.server.shutdown_grace_seconds)
+        .listen(listener)
+        .context("cannot listen for operations")?;
     Ok(server.run())
 }
 

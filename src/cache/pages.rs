@@ -201,11 +201,6 @@ where
         metrics::counter!("agent_api_listing_cache_total", "outcome" => label).increment(1);
         outcome
     }
-
-    /// The bytes kept, by the weights above.
-    pub fn weight(&self) -> u64 {
-        self.pages.weight()
-    }
 }
 
 #[cfg(test)]
@@ -311,6 +306,6 @@ mod tests {
             Some("other"),
             "another partner still has room"
         );
-        assert!(pages.weight() <= 64 * 1024);
+        assert!(pages.pages.weight() <= 64 * 1024);
     }
 }

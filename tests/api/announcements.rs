@@ -39,6 +39,21 @@ async fn announced(pool: &PgPool, listener: &mut PgListener, statement: &str) ->
     heard
 }
 
+/// Runs each statement in turn; each announces exactly what it is paired with.
+async fn assert_announces(
+    pool: &PgPool,
+    listener: &mut PgListener,
+    cases: impl IntoIterator<Item = (String, Vec<String>)>,
+) {
+    for (statement, expected) in cases {
+        assert_eq!(
+            announced(pool, listener, &statement).await,
+            expected,
+            "{statement}"
+        );
+    }
+}
+
 fn describe(scope: &Scope) -> String {
     let words: BTreeSet<String> = match scope {
         Scope::Pairs(pairs) => pairs.iter().map(|(p, t)| format!("pair {p}/{t}")).collect(),
@@ -92,13 +107,7 @@ async fn line_writes_announce_the_pairs_whose_pages_they_change(pool: PgPool) {
             vec![],
         ),
     ];
-    for (statement, expected) in cases {
-        assert_eq!(
-            announced(&pool, &mut listener, &statement).await,
-            expected,
-            "{statement}"
-        );
-    }
+    assert_announces(&pool, &mut listener, cases).await;
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -139,13 +148,7 @@ async fn user_writes_announce_their_partner_and_only_for_what_the_api_reads(pool
             )],
         ),
     ];
-    for (statement, expected) in cases {
-        assert_eq!(
-            announced(&pool, &mut listener, &statement).await,
-            expected,
-            "{statement}"
-        );
-    }
+    assert_announces(&pool, &mut listener, cases).await;
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

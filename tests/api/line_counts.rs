@@ -8,6 +8,21 @@ use sqlx::PgPool;
 
 use crate::support::*;
 
+/// Runs each statement in turn; after each, the counts agree with a recount.
+async fn assert_counts_follow(pool: &PgPool, statements: impl IntoIterator<Item = String>) {
+    for statement in statements {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement.clone()))
+            .execute(pool)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+        assert_eq!(
+            disagreements(pool).await,
+            0,
+            "counts drifted after: {statement}"
+        );
+    }
+}
+
 /// Pairs whose counts differ from a recount of caller_lines.
 async fn disagreements(pool: &PgPool) -> i64 {
     sqlx::query_scalar(
@@ -53,17 +68,7 @@ async fn line_counts_follow_every_kind_of_change(pool: PgPool) {
         format!("delete from caller_lines where id = '{second}'"),
         "truncate caller_lines cascade".to_string(),
     ];
-    for change in changes {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(change.clone()))
-            .execute(&pool)
-            .await
-            .unwrap_or_else(|e| panic!("{change}: {e}"));
-        assert_eq!(
-            disagreements(&pool).await,
-            0,
-            "counts drifted after: {change}"
-        );
-    }
+    assert_counts_follow(&pool, changes).await;
     let left: i64 = sqlx::query_scalar("select count(*) from caller_line_counts")
         .fetch_one(&pool)
         .await
@@ -133,17 +138,7 @@ async fn bulk_statements_keep_the_counts_equal_to_a_recount(pool: PgPool) {
              select (select count(*) from gone), (select count(*) from moved), (select count(*) from added)"
         ),
     ];
-    for statement in statements {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(statement.clone()))
-            .execute(&pool)
-            .await
-            .unwrap_or_else(|e| panic!("{statement}: {e}"));
-        assert_eq!(
-            disagreements(&pool).await,
-            0,
-            "counts drifted after: {statement}"
-        );
-    }
+    assert_counts_follow(&pool, statements).await;
     let listed: i64 =
         sqlx::query_scalar("select coalesce(sum(listed), 0)::bigint from caller_line_counts")
             .fetch_one(&pool)

@@ -132,7 +132,7 @@ async fn the_reference_page_is_served_from_the_binary(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
-async fn reference_assets_are_compressed_once_and_cached_by_clients(pool: PgPool) {
+async fn reference_assets_carry_a_strong_tag_per_coding_and_are_cached_by_clients(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let url = format!("{}/docs/swagger-ui-bundle.js", app.address);
     let fetch = |encoding: &'static str, if_none_match: Option<String>| {
@@ -163,7 +163,7 @@ async fn reference_assets_are_compressed_once_and_cached_by_clients(pool: PgPool
         tags.push(tag);
     }
     assert_ne!(tags[0], tags[1], "each coding has its own strong tag");
-    assert_eq!(tags[1], tags[2], "the same compressed bytes both times");
+    assert_eq!(tags[1], tags[2], "one tag for one representation");
     let revalidated = fetch("br", Some(tags[1].clone())).await.unwrap();
     assert_eq!(revalidated.status(), 304);
     assert!(revalidated.bytes().await.unwrap().is_empty());

@@ -2,7 +2,8 @@
 //! front of two instances; removed on drop.
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+
+use super::ports::{await_listening, free_port};
 
 pub struct Balancer {
     child: Child,
@@ -11,11 +12,7 @@ pub struct Balancer {
 
 impl Balancer {
     pub fn start(instance_ports: [u16; 2]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let config = format!("{}/deploy/haproxy.cfg", env!("CARGO_MANIFEST_DIR"));
         let child = Command::new("haproxy")
             .args(["-db", "-f", &config])
@@ -27,11 +24,7 @@ impl Balancer {
             .spawn()
             .expect("haproxy (scripts/test installs it)");
         let balancer = Self { child, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "haproxy did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        await_listening(port, "haproxy");
         balancer
     }
 

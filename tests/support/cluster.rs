@@ -6,6 +6,8 @@ use std::process::{Command, Stdio};
 
 use uuid::Uuid;
 
+use super::ports::free_port;
+
 /// A Postgres cluster of the test's own in a temporary directory, on a free port.
 pub struct Cluster {
     bin: PathBuf,
@@ -47,11 +49,7 @@ impl Cluster {
         let bin = postgres_bin_dir();
         let dir = std::env::temp_dir().join(format!("agent-api-cluster-{}", Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let cluster = Self { bin, dir, port };
         if is_root() {
             run(Command::new("chown")

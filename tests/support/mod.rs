@@ -1,13 +1,14 @@
 //! What the test binaries share: the running app and its answers (`app`), the rows tests insert
 //! (`rows`), the `agent-api` binary as a child process (`process`), throwaway Postgres clusters
 //! for the tests that stop or break a database (`cluster`), a TCP proxy that can go silent
-//! (`proxy`), a Redis of the test's own (`redis`) and HAProxy in front of instances
-//! (`balancer`). Not every binary uses every helper.
+//! (`proxy`), a Redis of the test's own (`redis`), HAProxy in front of instances
+//! (`balancer`) and the free ports they listen on (`ports`). Not every binary uses every helper.
 #![allow(dead_code)]
 
 pub mod app;
 pub mod balancer;
 pub mod cluster;
+pub mod ports;
 pub mod process;
 pub mod proxy;
 pub mod redis;

@@ -2,7 +2,8 @@
 //! on drop; it can be paused (`SIGSTOP`) as a stalled server would be.
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+
+use super::ports::{await_listening, free_port};
 
 pub struct Redis {
     child: Child,
@@ -11,11 +12,7 @@ pub struct Redis {
 
 impl Redis {
     pub fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--dir", "/tmp"])
@@ -23,11 +20,7 @@ impl Redis {
             .spawn()
             .expect("redis-server (scripts/test installs it)");
         let redis = Self { child, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        await_listening(port, "redis-server");
         redis
     }
 

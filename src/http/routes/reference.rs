@@ -42,25 +42,30 @@ impl Asset {
         }
     }
 
+    /// Where this file in `coding` is kept once made; `None` for the file as it is.
+    fn kept(&self, coding: Coding) -> Option<&OnceLock<Bytes>> {
+        match coding {
+            Coding::Identity => None,
+            Coding::Gzip => Some(&self.gzip),
+            Coding::Brotli => Some(&self.brotli),
+        }
+    }
+
+    /// This file in `coding`, if it needs no compressing now.
+    fn ready(&self, coding: Coding) -> Option<Bytes> {
+        match self.kept(coding) {
+            None => Some(self.identity.clone()),
+            Some(cell) => cell.get().cloned(),
+        }
+    }
+
     /// This file in `coding`, compressed now if it never was.
     fn body(&self, coding: Coding) -> Bytes {
-        // The best ratios: each file is compressed once per process, and served many times.
-        let compressed = |cell: &OnceLock<Bytes>, compress: fn(&[u8]) -> Vec<u8>| {
-            cell.get_or_init(|| compress(&self.identity).into()).clone()
-        };
-        match coding {
-            Coding::Identity => self.identity.clone(),
-            Coding::Gzip => compressed(&self.gzip, |bytes| {
-                let mut encoder =
-                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-                encoder.write_all(bytes).expect("writes to memory");
-                encoder.finish().expect("writes to memory")
-            }),
-            Coding::Brotli => compressed(&self.brotli, |bytes| {
-                let mut encoder = brotli::CompressorWriter::new(Vec::new(), 4096, 9, 22);
-                encoder.write_all(bytes).expect("writes to memory");
-                encoder.into_inner()
-            }),
+        match self.kept(coding) {
+            None => self.identity.clone(),
+            Some(cell) => cell
+                .get_or_init(|| compress(coding, &self.identity).into())
+                .clone(),
         }
     }
 
@@ -87,10 +92,15 @@ impl Asset {
                 .finish();
         }
         // Compressing a 1.5 MB file the first time takes a while: not on a worker thread.
-        let asset = self.clone();
-        let (coding, body) = match web::block(move || asset.body(wanted)).await {
-            Ok(body) => (wanted, body),
-            Err(_) => (Coding::Identity, self.identity.clone()),
+        let (coding, body) = match self.ready(wanted) {
+            Some(body) => (wanted, body),
+            None => {
+                let asset = self.clone();
+                match web::block(move || asset.body(wanted)).await {
+                    Ok(body) => (wanted, body),
+                    Err(_) => (Coding::Identity, self.identity.clone()),
+                }
+            }
         };
         let mut response = HttpResponse::Ok();
         response
@@ -102,6 +112,25 @@ impl Asset {
             response.insert_header((header::CONTENT_ENCODING, encoding));
         }
         response.body(body)
+    }
+}
+
+/// `bytes` in `coding`, at the best ratios: each file is compressed once per process, and
+/// served many times.
+fn compress(coding: Coding, bytes: &[u8]) -> Vec<u8> {
+    match coding {
+        Coding::Identity => bytes.to_vec(),
+        Coding::Gzip => {
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            encoder.write_all(bytes).expect("writes to memory");
+            encoder.finish().expect("writes to memory")
+        }
+        Coding::Brotli => {
+            let mut encoder = brotli::CompressorWriter::new(Vec::new(), 4096, 9, 22);
+            encoder.write_all(bytes).expect("writes to memory");
+            encoder.into_inner()
+        }
     }
 }
 
