@@ -4,6 +4,7 @@
 //! tests drive the same code as the binary. A request goes route (`http`) → handler
 //! (`http::routes`) → domain rules (`domain`) → SQL (`store`).
 
+pub mod background;
 pub mod cache;
 pub mod cli;
 pub mod clock;

@@ -2,11 +2,11 @@
 //! `agent-api serve` runs, on port 0.
 
 use std::net::TcpListener;
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix_web::body::MessageBody;
-use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::dev::{Server, ServerHandle, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{App, HttpServer, middleware, web};
 use anyhow::Context;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -14,10 +14,14 @@ use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
 
-use crate::cache::{DefaultTenant, Freshness, Pages, Standings};
+use crate::background::Background;
+use crate::cache::standings::{self, Known};
+use crate::cache::{
+    DefaultTenant, Freshness, Keep, Memory, PageKey, Pages, Standings, default_tenant,
+};
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::http::routes::reference::Reference;
+use crate::http::response::asset::Reference;
 use crate::http::state::AppState;
 use crate::rate_limit::RateLimits;
 use crate::store::changes::FeedSettings;
@@ -31,9 +35,16 @@ pub struct Application {
     ops: Server,
     port: u16,
     ops_port: u16,
+    background: Background,
+    /// How long stopping waits for requests in flight, then for background work.
+    grace: Duration,
 }
 
 impl Application {
+    /// Builds both servers and starts the background work; returns once memory is trusted
+    /// (or after `listing_cache.max_staleness_ms` if the feed cannot be heard), with every
+    /// partner's standing and the default tenant read, so that the first requests after a
+    /// restart are not a herd of misses.
     pub async fn build(
         settings: &Settings,
         listener: TcpListener,
@@ -41,14 +52,13 @@ impl Application {
         clock: Clock,
     ) -> anyhow::Result<Self> {
         let port = listener.local_addr()?.port();
+        let background = Background::default();
         let freshness = Arc::new(Freshness::new(settings.listing_cache.max_staleness()));
         let replicas = Replicas::from_settings(&settings.database)?;
         if let Some(replicas) = &replicas {
-            replicas.watch(pool.clone());
+            replicas.watch(&background);
         }
-        follow_changes(&pool, settings, &freshness, replicas.is_some())?;
-        let default_tenant = Arc::new(DefaultTenant::new(freshness.clone()));
-        keep_default_tenant_current(pool.clone(), default_tenant.clone(), &freshness).await;
+        follow_changes(&background, &pool, settings, &freshness, replicas.is_some())?;
         let cache = &settings.listing_cache;
         let state = web::Data::new(AppState {
             reads: Reads::new(pool.clone(), replicas),
@@ -57,15 +67,24 @@ impl Application {
             page_limits: settings.api.page_limits(),
             display_timezone: settings.api.display_timezone,
             legacy: settings.legacy.clone(),
-            rate_limits: RateLimits::from_settings(&settings.rate_limit)?,
+            rate_limits: RateLimits::from_settings(&settings.rate_limit, &background)?,
             trusted_proxies: settings.rate_limit.trusted_proxies.clone(),
             clock,
             metrics: prometheus(),
-            pages: cache
-                .enabled
-                .then(|| Pages::new(cache.max_bytes, cache.max_partner_share, freshness.clone())),
-            standings: Standings::new(freshness.clone()),
-            default_tenant,
+            pages: cache.enabled.then(|| {
+                let pages = Pages::new(cache.max_bytes, cache.max_partner_share);
+                Memory::new(pages, freshness.clone(), PageKey::depends)
+            }),
+            standings: Arc::new(Memory::new(
+                Known::default(),
+                freshness.clone(),
+                standings::depends,
+            )),
+            default_tenant: Arc::new(Memory::new(
+                default_tenant::Slot::default(),
+                freshness.clone(),
+                default_tenant::depends,
+            )),
             freshness,
             reference: Reference::new(&http::openapi::document(
                 settings.api.page_limits(),
@@ -73,7 +92,15 @@ impl Application {
             )),
         });
         metrics::gauge!("agent_api_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
-        housekeeping(Arc::downgrade(&state.clone().into_inner()));
+        state
+            .freshness
+            .trusted_within(settings.listing_cache.max_staleness())
+            .await;
+        let warmth = Warmth::of(&state);
+        warmth.standings().await;
+        warmth.default_tenant().await;
+        background.spawn(warmth.keep());
+        background.spawn(housekeeping(state.clone().into_inner()));
         let api = api_server(settings, listener, state.clone())?;
         let ops_address = (settings.ops.host.as_str(), settings.ops.port);
         let ops_listener = TcpListener::bind(ops_address).with_context(|| {
@@ -89,6 +116,8 @@ impl Application {
             ops,
             port,
             ops_port,
+            background,
+            grace: Duration::from_secs(settings.server.shutdown_grace_seconds),
         })
     }
 
@@ -102,16 +131,55 @@ impl Application {
         self.ops_port
     }
 
-    /// Runs until SIGTERM or SIGINT, letting in-flight requests finish. The partners' server
-    /// alone answers signals (a server that has stopped stops the whole runtime); the
-    /// operators' server stops after it.
+    /// What stops this application from the outside, as SIGTERM does.
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            api: self.api.handle(),
+            background: self.background.clone(),
+        }
+    }
+
+    /// Runs until SIGTERM or SIGINT (or `Stopper::stop`), letting in-flight requests finish,
+    /// then ends the background work. The partners' server alone answers signals (a server
+    /// that has stopped stops the whole runtime); the operators' server stops after it.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let ops = self.ops.handle();
         let ops_server = tokio::spawn(self.ops);
         let served = self.api.await;
         ops.stop(true).await;
         let _ = ops_server.await;
+        let left = self.background.stop(self.grace).await;
+        if left > 0 {
+            tracing::warn!(
+                left,
+                "background tasks still running after the grace period"
+            );
+        }
         served
+    }
+}
+
+/// Stops an application as SIGTERM would, and tells what is left of its background work.
+#[derive(Clone)]
+pub struct Stopper {
+    api: ServerHandle,
+    background: Background,
+}
+
+impl Stopper {
+    /// Stops serving, gracefully; `run_until_stopped` then ends the background work.
+    pub async fn stop(&self) {
+        self.api.stop(true).await;
+    }
+
+    /// Background tasks still running.
+    pub fn background_tasks(&self) -> usize {
+        self.background.running()
+    }
+
+    /// Ends the background work without waiting (for a `Drop`).
+    pub fn cancel_background(&self) {
+        self.background.cancel();
     }
 }
 
@@ -186,6 +254,7 @@ fn ops_server(
 /// a new connection when none has come back for twice the bound, and the primary's WAL
 /// positions when standbys need a watermark.
 fn follow_changes(
+    background: &Background,
     pool: &PgPool,
     settings: &Settings,
     freshness: &Arc<Freshness>,
@@ -204,53 +273,83 @@ fn follow_changes(
         notify: (*pool.connect_options()).clone(),
         heartbeat: bound / 4,
         give_up_after: (bound * 2).max(Duration::from_secs(1)),
+        connect_within: Duration::from_secs(1),
         follow_positions,
     };
-    let follower = Arc::downgrade(freshness);
-    store::changes::follow(pool, feed, move |change| {
-        if let Some(freshness) = follower.upgrade() {
-            freshness.apply(change);
-        }
-    });
+    let freshness = freshness.clone();
+    store::changes::follow(background, feed, move |change| freshness.apply(change));
     Ok(())
 }
 
-/// Reads the default tenant before serving (so even the first stranger's answer names the
-/// successor, SPEC §3) and again whenever a tenant changes or the feed reconnects, so the
-/// legacy route never needs the database to name it. A failed read is retried every second;
-/// requests read it themselves meanwhile.
-async fn keep_default_tenant_current(
+/// Keeps memory warm: every partner's standing read in one statement whenever the feed listens
+/// anew, and the default tenant read whenever a tenant may have moved it, so that neither the
+/// legacy route (even a stranger's answer names the successor, SPEC §3) nor a herd of partners
+/// arriving after a reconnect needs the database one request at a time.
+struct Warmth {
     pool: PgPool,
-    memory: Arc<DefaultTenant>,
-    freshness: &Arc<Freshness>,
-) {
-    const RETRY: Duration = Duration::from_secs(1);
-    async fn read(pool: &PgPool, memory: &DefaultTenant) -> bool {
-        let read_at = memory.stamp();
-        let id = store::tenants::default_tenant_id(pool).await;
-        id.map(|id| memory.keep(id, read_at)).is_ok()
-    }
-    let mut known = read(&pool, &memory).await;
-    let freshness = Arc::downgrade(freshness);
-    tokio::spawn(async move {
-        let refresh = async {
-            loop {
-                if known {
-                    let Some(freshness) = freshness.upgrade() else {
-                        return;
-                    };
-                    freshness.tenants_changed.notified().await;
-                } else {
-                    tokio::time::sleep(RETRY).await;
-                }
-                known = read(&pool, &memory).await;
-            }
-        };
-        tokio::select! {
-            () = refresh => {}
-            () = pool.close_event() => {}
+    freshness: Arc<Freshness>,
+    standings: Arc<Standings>,
+    default_tenant: Arc<DefaultTenant>,
+}
+
+impl Warmth {
+    fn of(state: &AppState) -> Self {
+        Self {
+            pool: state.pool.clone(),
+            freshness: state.freshness.clone(),
+            standings: state.standings.clone(),
+            default_tenant: state.default_tenant.clone(),
         }
-    });
+    }
+
+    /// Whether every partner's standing was read.
+    async fn standings(&self) -> bool {
+        let ticket = self.freshness.ticket();
+        let limit = standings::MAX_PARTNERS as i64;
+        let Ok(all) = store::partners::all_standings(&self.pool, limit).await else {
+            return false;
+        };
+        for (partner, standing) in all {
+            self.standings.keep(partner, standing, ticket);
+        }
+        true
+    }
+
+    /// Whether the default tenant was read.
+    async fn default_tenant(&self) -> bool {
+        let ticket = self.freshness.ticket();
+        let read = async |_| {
+            let id = store::tenants::default_tenant_id(&self.pool).await?;
+            Ok::<_, sqlx::Error>((id, Keep::Yes))
+        };
+        self.default_tenant
+            .read_and_keep(&(), ticket, read)
+            .await
+            .is_ok()
+    }
+
+    /// Reads again what the feed outdates; a failed read is tried again every second.
+    async fn keep(self) {
+        const RETRY: Duration = Duration::from_secs(1);
+        let mut relistened = self.freshness.relistened();
+        let mut tenants_outdated = self.freshness.tenants_outdated();
+        let (mut standings_known, mut default_known) = (true, true);
+        loop {
+            tokio::select! {
+                Ok(()) = relistened.changed() => standings_known = false,
+                Ok(()) = tenants_outdated.changed() => default_known = false,
+                () = tokio::time::sleep(RETRY), if !(standings_known && default_known) => {}
+            }
+            relistened.mark_unchanged();
+            tenants_outdated.mark_unchanged();
+            if !standings_known {
+                standings_known = self.standings().await;
+            }
+            if !default_known {
+                default_known = self.default_tenant().await;
+            }
+        }
+    }
 }
 
 /// The process-wide Prometheus recorder, installed on first use.
@@ -269,24 +368,21 @@ fn prometheus() -> PrometheusHandle {
         .clone()
 }
 
-/// Periodic upkeep while the app lives: the Prometheus recorder buffers every histogram
-/// sample until upkeep folds it in (without this, memory grows with each request: found by
-/// the soak in bench/), and rate-limit buckets of callers gone quiet are forgotten.
-fn housekeeping(state: Weak<AppState>) {
+/// Periodic upkeep: the Prometheus recorder buffers every histogram sample until upkeep folds
+/// it in (without this, memory grows with each request: found by the soak in bench/), and
+/// rate-limit buckets of callers gone quiet are forgotten.
+async fn housekeeping(state: Arc<AppState>) {
     const TICK: Duration = Duration::from_secs(5);
     const FORGET_EVERY: u32 = 12; // ticks: a minute
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(TICK);
-        for round in 1_u32.. {
-            tick.tick().await;
-            let Some(state) = state.upgrade() else { break };
-            state.metrics.run_upkeep();
-            telemetry::refusals().report_left_out();
-            if round % FORGET_EVERY == 0
-                && let Some(limits) = &state.rate_limits
-            {
-                limits.forget_idle();
-            }
+    let mut tick = tokio::time::interval(TICK);
+    for round in 1_u32.. {
+        tick.tick().await;
+        state.metrics.run_upkeep();
+        telemetry::strangers().report_left_out();
+        if round % FORGET_EVERY == 0
+            && let Some(limits) = &state.rate_limits
+        {
+            limits.forget_idle();
         }
-    });
+    }
 }

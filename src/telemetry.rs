@@ -64,9 +64,9 @@ fn log_panics() {
     }));
 }
 
-/// The log lines of refused requests (401, 429): a stranger can have them written by the
-/// thousand, so at most a few a second are, and how many were left out is said every few
-/// seconds instead.
+/// The log lines strangers can have written by the thousand (refused requests, unknown paths,
+/// malformed requests, notifications nobody we trust sent): at most a few a second are
+/// written, and how many were left out is said every few seconds instead.
 pub struct Throttle {
     lines: DefaultDirectRateLimiter,
     left_out: AtomicU64,
@@ -86,14 +86,14 @@ impl Throttle {
     pub fn report_left_out(&self) {
         let left_out = self.left_out.swap(0, Ordering::Relaxed);
         if left_out > 0 {
-            tracing::info!(left_out, "refused requests not logged one by one");
+            tracing::info!(left_out, "strangers' requests not logged one by one");
         }
     }
 }
 
-pub fn refusals() -> &'static Throttle {
-    static REFUSALS: OnceLock<Throttle> = OnceLock::new();
-    REFUSALS.get_or_init(|| Throttle {
+pub fn strangers() -> &'static Throttle {
+    static STRANGERS: OnceLock<Throttle> = OnceLock::new();
+    STRANGERS.get_or_init(|| Throttle {
         lines: DefaultDirectRateLimiter::direct(
             Quota::per_second(NonZeroU32::new(10).expect("not zero"))
                 .allow_burst(NonZeroU32::new(20).expect("not zero")),

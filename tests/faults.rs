@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use agent_api::store;
 use sqlx::{Connection, PgConnection, PgPool};
 use support::cluster::{Cluster, run};
+use support::ports::free_port;
 use support::process::{spawn_serve, terminate, wait_for_exit};
+use support::redis::Redis;
 use support::*;
 use uuid::Uuid;
 const ACQUIRE_TIMEOUT_MS: u64 = 500;
@@ -29,6 +31,7 @@ fn every_read_from_the_database(settings: &mut agent_api::config::Settings) {
     settings.listing_cache.enabled = false;
 }
 
+/// A listed line for a fresh partner; returns (partner, list path).
 /// A listed line for a fresh partner; returns (partner, list path).
 async fn one_line(pool: &PgPool) -> (Uuid, String) {
     let tenant = tenant(pool, "云节点").await;
@@ -294,11 +297,12 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_zero(pool: PgPool) {
         .issue(partner, Duration::from_secs(600), None, chrono::Utc::now())
         .unwrap();
     let client = reqwest::Client::new();
-    let url = serving.url(&path);
 
     let mut locker = lock_caller_lines(&pool).await;
-    let in_flight: Vec<_> = (0..3)
-        .map(|_| {
+    // Three pages, so three statements wait (one page's misses would share one read).
+    let in_flight: Vec<_> = (1..=3)
+        .map(|per_page| {
+            let url = serving.url(&format!("{path}?per_page={per_page}"));
             let request = client.get(&url).bearer_auth(&token).send();
             tokio::spawn(async move { request.await.map(|r| r.status().as_u16()) })
         })
@@ -348,4 +352,113 @@ async fn serve_waits_for_a_database_that_is_not_up_yet() {
         Some(0)
     );
     drop(cluster);
+}
+
+/// Everything an instance waits on in the background, each stuck: Redis frozen (its probe
+/// loop), a standby that is gone (its probe), the database down (the feed retrying, the
+/// heartbeat, what keeps memory warm).
+fn stuck_everywhere(redis: &Redis, settings: &mut agent_api::config::Settings) {
+    settings.rate_limit.enabled = true;
+    settings.rate_limit.redis_url = Some(redis.url().into());
+    settings.database.replica_urls =
+        vec![format!("postgres://postgres@127.0.0.1:{}/postgres", free_port()).into()];
+}
+
+#[tokio::test]
+async fn stopping_an_app_ends_every_background_task_whatever_it_waits_on() {
+    let (cluster, pool, partner, path) = cluster_with_one_line().await;
+    let redis = Redis::start();
+    let mut settings = test_settings();
+    stuck_everywhere(&redis, &mut settings);
+    let app = TestApp::configured(pool.clone(), |s| *s = settings).await;
+    redis.pause();
+    // Redis times out: the rate limit falls back and starts probing it.
+    assert_eq!(
+        ask(&app, &format!("Bearer {}", app.token_for(partner)), &path)
+            .await
+            .code,
+        200
+    );
+    cluster.stop();
+    eventually("the app sees the database down", || async {
+        app.get("/readyz").await.status() == 503
+    })
+    .await;
+    let started = Instant::now();
+    app.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    pool.close().await;
+    // Everything back: nothing of the stopped app comes back to it (its loops would within a
+    // second: the feed, the heartbeat and the probes all retry every second or faster).
+    cluster.start();
+    redis.resume();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut admin = PgConnection::connect(&cluster.url()).await.unwrap();
+    let sessions: Vec<String> = sqlx::query_scalar(
+        "select application_name from pg_stat_activity where application_name like 'agent-api%'",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(sessions, Vec::<String>::new());
+    let mut redis_admin = ::redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let clients: String = ::redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut redis_admin)
+        .await
+        .unwrap();
+    assert_eq!(
+        clients.lines().count(),
+        1,
+        "only this test's own: {clients}"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_exits_promptly_with_redis_frozen_the_database_down_and_a_standby_gone() {
+    let (cluster, pool, partner, path) = cluster_with_one_line().await;
+    let redis = Redis::start();
+    let standby = format!("postgres://postgres@127.0.0.1:{}/postgres", free_port());
+    let mut serving = spawn_serve(
+        &cluster.url(),
+        &[
+            ("APP__RATE_LIMIT__ENABLED", "true"),
+            ("APP__RATE_LIMIT__REDIS_URL", &redis.url()),
+            ("APP__RATE_LIMIT__INSTANCES", "1"),
+            ("DATABASE_REPLICA_URLS", &standby),
+        ],
+    );
+    redis.pause();
+    let keys = agent_api::tokens::KeyRing::from_settings(&test_settings().auth).unwrap();
+    let token = keys
+        .issue(partner, Duration::from_secs(600), None, chrono::Utc::now())
+        .unwrap();
+    let answer = reqwest::Client::new()
+        .get(serving.url(&path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    pool.close().await;
+    cluster.stop();
+    let started = Instant::now();
+    terminate(&serving.child);
+    assert_eq!(
+        wait_for_exit(&mut serving.child, Duration::from_secs(10)).code(),
+        Some(0)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -5,7 +5,7 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use sqlx::PgPool;
+use sqlx::{Connection, PgPool};
 use support::*;
 const ROUTE: &str = "/agent-api/tenant/{id}/callerline";
 
@@ -254,10 +254,12 @@ async fn requests_without_a_valid_token_cost_the_database_nothing(pool: PgPool) 
     })
     .await;
     app.await_listing_cache("live").await;
+    // Every statement but the scrape's own (the count-rows gauge).
     let statements = |samples: &[Sample]| -> f64 {
         samples
             .iter()
             .filter(|s| s.name == "agent_api_db_query_duration_seconds_count")
+            .filter(|s| s.labels["statement"] != "most_count_rows_of_a_pair")
             .map(|s| s.value)
             .sum()
     };
@@ -280,5 +282,106 @@ async fn requests_without_a_valid_token_cost_the_database_nothing(pool: PgPool) 
     assert_eq!(
         after, before,
         "statements run for requests without a valid token"
+    );
+}
+
+/// Statements of one kind run so far.
+fn statements(samples: &[Sample], statement: &str) -> f64 {
+    value(
+        samples,
+        "agent_api_db_query_duration_seconds_count",
+        &[("statement", statement)],
+    )
+    .unwrap_or(0.0)
+}
+
+/// After a restart or a write, many clients ask for the same page at once: one statement reads
+/// it for all of them (it used to be one each while the first was in flight), whatever token
+/// each carries, and standing was read for every partner when the feed listened.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_herd_of_requests_for_one_cold_page_costs_one_statement(pool: PgPool) {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let tenant = tenant(&pool, "云节点").await;
+    let partner = partner(&pool).await;
+    line(tenant, partner).insert(&pool).await;
+    // A pool of its own: the test's counts sessions while the app's wait.
+    let own_pool = agent_api::store::pool(&database_url(&pool), &test_settings().database).unwrap();
+    let app = std::sync::Arc::new(TestApp::spawn(own_pool.clone()).await);
+    app.await_listing_cache("live").await;
+    let path = format!("/agent-api/tenant/{tenant}/callerline");
+    let before = scrape(&app).await;
+
+    // The first read waits behind a lock, so the rest of the herd arrives while it is in flight.
+    let mut locker = sqlx::PgConnection::connect(&database_url(&pool))
+        .await
+        .unwrap();
+    sqlx::raw_sql("begin; lock table caller_lines in access exclusive mode")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let herd: Vec<_> = (0..64)
+        .map(|n| {
+            let issued = chrono::Utc::now() - chrono::TimeDelta::seconds(n);
+            let authorization = format!("Bearer {}", app.token_issued(partner, issued));
+            let (app, path) = (app.clone(), path.clone());
+            tokio::spawn(async move { app.request(&path, Some(&authorization)).await.status() })
+        })
+        .collect();
+    let waiting = || async {
+        sqlx::query_scalar::<_, i64>(
+            "select count(*) from pg_stat_activity \
+             where datname = current_database() and wait_event_type = 'Lock'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    eventually("the first read waits on the lock", || async {
+        waiting().await >= 1
+    })
+    .await;
+    // Long enough for the herd to arrive and, were it not shared, to queue its own reads.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(waiting().await, 1, "one read for the whole herd");
+    sqlx::raw_sql("commit").execute(&mut locker).await.unwrap();
+    for request in herd {
+        assert_eq!(request.await.unwrap(), 200);
+    }
+    let after = scrape(&app).await;
+    let moved = |statement| statements(&after, statement) - statements(&before, statement);
+    assert_eq!(moved("list_caller_lines"), 1.0);
+    assert_eq!(moved("partner_standing"), 0.0, "standing was read at start");
+    own_pool.close().await; // so the test database can be dropped
+}
+
+/// How many count rows a pair holds is watched: folding that stops shows as a number growing.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn the_most_count_rows_of_a_pair_is_a_gauge(pool: PgPool) {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let tenant = tenant(&pool, "云节点").await;
+    let partner = partner(&pool).await;
+    let mut connection = pool.acquire().await.unwrap();
+    sqlx::raw_sql("set session characteristics as transaction isolation level repeatable read")
+        .execute(&mut *connection)
+        .await
+        .unwrap();
+    // Under repeatable read, fewer than 33 rows are left unfolded.
+    for _ in 0..5 {
+        sqlx::query(
+            "insert into caller_lines (tenant_id, partner_id, name, caller_number, call_line) \
+             values ($1, $2, 'l', 'c', 1)",
+        )
+        .bind(tenant)
+        .bind(partner)
+        .execute(&mut *connection)
+        .await
+        .unwrap();
+    }
+    drop(connection);
+    let app = TestApp::spawn(pool).await;
+    let samples = scrape(&app).await;
+    assert_eq!(
+        value(&samples, "agent_api_line_count_rows_max", &[]),
+        Some(5.0)
     );
 }

@@ -1,7 +1,7 @@
 //! What the change feed has said, kept so that anything held in memory can tell whether it is
 //! still current: a sequence number per announcement, and for each scope the number of the last
-//! announcement that named it. A value read while the sequence stood at `s` is current while no
-//! scope it depends on has been named after `s`.
+//! announcement that named it. A value read under a ticket taken while the sequence stood at `s`
+//! is current while nothing it depends on has been named after `s`.
 //!
 //! Memory is trusted only while the feed is proven alive: a heartbeat sent at `t` and heard back
 //! proves every commit before `t` was heard, so memory is trusted until `t + max_staleness`.
@@ -11,33 +11,99 @@ use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
+use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::store::changes::{Change, Scope};
+use crate::store::announcements::Scope;
+use crate::store::changes::Change;
 use crate::store::reads::Watermark;
 
 /// Scopes remembered at most; past it they are forgotten at once by a change of everything.
 const MAX_REMEMBERED_SCOPES: usize = 100_000;
 
-/// The announcement count when a read began.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The announcement count when a ticket was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Stamp(u64);
 
+/// What a kept value shows, and so which announcements outdate it. Every value also depends on
+/// everything: a change of everything outdates it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depends {
+    /// A page of a partner's lines on a tenant.
+    Pair { partner: Uuid, tenant: Uuid },
+    /// A partner's standing.
+    Partner(Uuid),
+    /// Which tenant is the default: any tenant's change may move it.
+    Tenants,
+}
+
+/// Taken before any read, and presented to keep or share what the read returns. It holds, in
+/// the one safe order, the stamp and then the watermark a standby must have replayed: taken the
+/// other way round, a change announced between the two would be missing from a standby's answer
+/// that the stamp already claims to cover.
+#[derive(Debug, Clone, Copy)]
+pub struct Ticket {
+    stamp: Stamp,
+    /// Whether memory was trusted when it was taken: a read under an untrusted ticket is
+    /// neither kept nor shared.
+    trusted: bool,
+    watermark: Watermark,
+}
+
+impl Ticket {
+    pub fn stamp(&self) -> Stamp {
+        self.stamp
+    }
+
+    pub fn trusted(&self) -> bool {
+        self.trusted
+    }
+
+    pub fn watermark(&self) -> Watermark {
+        self.watermark
+    }
+}
+
+/// The number of the last announcement naming each scope. Read and written whole, under one
+/// lock: a reader never sees a reset half done.
 #[derive(Default)]
-struct Named {
+struct Names {
+    everything: u64,
+    any_tenant: u64,
     pairs: HashMap<(Uuid, Uuid), u64>,
     partners: HashMap<Uuid, u64>,
     tenants: HashMap<Uuid, u64>,
 }
 
+impl Names {
+    /// The last announcement that outdates values depending on `depends`.
+    fn last_outdating(&self, depends: Depends) -> u64 {
+        let named = match depends {
+            Depends::Pair { partner, tenant } => [
+                self.pairs.get(&(partner, tenant)),
+                self.partners.get(&partner),
+                self.tenants.get(&tenant),
+            ]
+            .into_iter()
+            .flatten()
+            .copied()
+            .max()
+            .unwrap_or(0),
+            Depends::Partner(partner) => self.partners.get(&partner).copied().unwrap_or(0),
+            Depends::Tenants => self.any_tenant,
+        };
+        named.max(self.everything)
+    }
+
+    fn remembered(&self) -> usize {
+        self.pairs.len() + self.partners.len() + self.tenants.len()
+    }
+}
+
 pub struct Freshness {
-    /// Announcements applied so far. Written by the feed alone, after the stamps it publishes.
+    /// Announcements applied so far. Written by the feed alone, after the names it publishes.
     sequence: AtomicU64,
-    everything: AtomicU64,
-    /// The last announcement naming any tenant: which one is the default may have changed.
-    any_tenant: AtomicU64,
-    named: RwLock<Named>,
+    names: RwLock<Names>,
     listening: AtomicBool,
     /// Nanoseconds after `epoch` until which memory is trusted.
     trusted_until: AtomicU64,
@@ -47,24 +113,46 @@ pub struct Freshness {
     watermark: AtomicU64,
     /// Set from an announcement until the position after it is known.
     watermark_pending: AtomicBool,
-    /// Woken when the default tenant may have changed.
-    pub tenants_changed: Notify,
+    /// Bumped whenever which tenant is the default may have changed.
+    tenants_outdated: watch::Sender<u64>,
+    /// Bumped whenever the feed listens anew: everything kept before is out of date.
+    relistened: watch::Sender<u64>,
+    /// Bumped with every heartbeat heard.
+    heard: watch::Sender<u64>,
+    #[cfg(test)]
+    pause: std::sync::Mutex<Option<Pause>>,
+}
+
+/// Called at each `Step`: a test holds a thread there to force an interleaving.
+#[cfg(test)]
+type Pause = std::sync::Arc<dyn Fn(Step) + Send + Sync>;
+
+/// Where a test may hold a reader or the feed, to force an interleaving.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// A reader is about to take the names' lock.
+    Reading,
+    /// The feed holds the names' lock, halfway through forgetting every scope.
+    Forgetting,
 }
 
 impl Freshness {
     pub fn new(max_staleness: Duration) -> Self {
         Self {
             sequence: AtomicU64::new(0),
-            everything: AtomicU64::new(0),
-            any_tenant: AtomicU64::new(0),
-            named: RwLock::default(),
+            names: RwLock::default(),
             listening: AtomicBool::new(false),
             trusted_until: AtomicU64::new(0),
             epoch: Instant::now(),
             max_staleness,
             watermark: AtomicU64::new(0),
             watermark_pending: AtomicBool::new(true),
-            tenants_changed: Notify::new(),
+            tenants_outdated: watch::Sender::new(0),
+            relistened: watch::Sender::new(0),
+            heard: watch::Sender::new(0),
+            #[cfg(test)]
+            pause: std::sync::Mutex::default(),
         }
     }
 
@@ -73,57 +161,57 @@ impl Freshness {
         self.listening.load(SeqCst) && self.nanos(Instant::now()) < self.trusted_until.load(SeqCst)
     }
 
-    /// Taken before a read: what it reads may be kept if nothing it shows changes meanwhile.
-    pub fn stamp(&self) -> Stamp {
-        Stamp(self.sequence.load(SeqCst))
-    }
-
-    /// Whether a page of `partner` on `tenant` read at `stamp` is still current.
-    pub fn page_is_current(&self, partner: Uuid, tenant: Uuid, stamp: Stamp) -> bool {
-        let Stamp(read_at) = stamp;
-        if self.everything.load(SeqCst) > read_at {
-            return false;
+    /// Taken before a read: what it reads may be kept or shared while nothing it depends on
+    /// changes after this.
+    pub fn ticket(&self) -> Ticket {
+        // The stamp first: a change announced from here on outdates what the read returns, so
+        // the watermark taken next may be as late as it likes.
+        let stamp = Stamp(self.sequence.load(SeqCst));
+        let trusted = self.is_trusted();
+        let watermark = if !trusted {
+            // A standby could miss commits the feed did not hear.
+            Watermark::FeedNotTrusted
+        } else if self.watermark_pending.load(SeqCst) {
+            Watermark::PositionPending
+        } else {
+            Watermark::Replayed(self.watermark.load(SeqCst))
+        };
+        Ticket {
+            stamp,
+            trusted,
+            watermark,
         }
-        let named = self.named.read().expect("no writer panics");
-        [
-            named.pairs.get(&(partner, tenant)),
-            named.partners.get(&partner),
-            named.tenants.get(&tenant),
-        ]
-        .into_iter()
-        .all(|changed| changed.is_none_or(|&changed| changed <= read_at))
     }
 
-    /// Whether a partner's standing read at `stamp` is still current.
-    pub fn partner_is_current(&self, partner: Uuid, stamp: Stamp) -> bool {
-        let Stamp(read_at) = stamp;
-        self.everything.load(SeqCst) <= read_at
-            && self
-                .named
-                .read()
-                .expect("no writer panics")
-                .partners
-                .get(&partner)
-                .is_none_or(|&changed| changed <= read_at)
+    /// Whether a value depending on `depends`, read under a ticket stamped `stamp`, is current.
+    pub fn is_current(&self, depends: Depends, stamp: Stamp) -> bool {
+        #[cfg(test)]
+        self.pause(Step::Reading);
+        let names = self.names.read().expect("no writer panics");
+        names.last_outdating(depends) <= stamp.0
     }
 
-    /// Whether which tenant is the default, read at `stamp`, is still current.
-    pub fn default_tenant_is_current(&self, stamp: Stamp) -> bool {
-        let Stamp(read_at) = stamp;
-        self.everything.load(SeqCst) <= read_at && self.any_tenant.load(SeqCst) <= read_at
+    /// Changes whenever which tenant is the default may have changed.
+    pub fn tenants_outdated(&self) -> watch::Receiver<u64> {
+        self.tenants_outdated.subscribe()
     }
 
-    /// The WAL position a standby must have replayed before it may answer a read that began
-    /// now (take the stamp first), or why none may: memory is not trusted (a standby could miss
-    /// commits the feed did not hear), or the position after the latest change is not known yet.
-    pub fn replica_watermark(&self) -> Watermark {
-        if !self.is_trusted() {
-            return Err("feed_not_trusted");
-        }
-        if self.watermark_pending.load(SeqCst) {
-            return Err("position_pending");
-        }
-        Ok(self.watermark.load(SeqCst))
+    /// Changes whenever the feed listens anew, everything kept before being out of date.
+    pub fn relistened(&self) -> watch::Receiver<u64> {
+        self.relistened.subscribe()
+    }
+
+    /// Waits until memory is trusted, up to `within`; says whether it is.
+    pub async fn trusted_within(&self, within: Duration) -> bool {
+        let mut heard = self.heard.subscribe();
+        let trusted = async {
+            while !self.is_trusted() {
+                if heard.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(within, trusted).await.is_ok()
     }
 
     /// Follows the change feed; called by the feed's task alone.
@@ -132,75 +220,108 @@ impl Freshness {
         match change {
             Change::Listening { position } => {
                 if let Some(position) = position {
-                    self.watermark.fetch_max(position, SeqCst);
-                    self.watermark_pending.store(false, SeqCst);
+                    self.follow_position(position);
                 }
                 // Whatever was committed while nobody listened is unknown: everything changed.
-                self.everything.store(next, SeqCst);
+                self.name(Scope::Everything, next);
                 self.sequence.store(next, SeqCst);
                 self.listening.store(true, SeqCst);
-                self.tenants_changed.notify_one();
+                self.relistened.send_modify(|count| *count += 1);
             }
             Change::Changed(scope) => {
                 self.watermark_pending.store(true, SeqCst);
                 self.name(scope, next);
                 self.sequence.store(next, SeqCst);
             }
-            Change::Position(position) => {
-                self.watermark.fetch_max(position, SeqCst);
-                self.watermark_pending.store(false, SeqCst);
-            }
+            Change::Position(position) => self.follow_position(position),
             Change::Heard { sent } => {
                 let until = self.nanos(sent + self.max_staleness);
                 self.trusted_until.fetch_max(until, SeqCst);
+                self.heard.send_modify(|count| *count += 1);
             }
             Change::Deaf => {
                 self.listening.store(false, SeqCst);
                 self.trusted_until.store(0, SeqCst);
-                self.everything.store(next, SeqCst);
+                self.name(Scope::Everything, next);
                 self.sequence.store(next, SeqCst);
             }
         }
     }
 
+    fn follow_position(&self, position: u64) {
+        self.watermark.fetch_max(position, SeqCst);
+        self.watermark_pending.store(false, SeqCst);
+    }
+
     /// Records `scope` as changed by announcement `number`, before `number` is published.
     fn name(&self, scope: Scope, number: u64) {
-        let mut named = self.named.write().expect("no writer panics");
-        match scope {
-            Scope::Pairs(pairs) => named.pairs.extend(pairs.into_iter().map(|p| (p, number))),
-            Scope::Partners(partners) => named
-                .partners
-                .extend(partners.into_iter().map(|p| (p, number))),
+        let mut names = self.names.write().expect("no writer panics");
+        let tenants_outdated = match scope {
+            Scope::Pairs(pairs) => {
+                names.pairs.extend(pairs.into_iter().map(|p| (p, number)));
+                false
+            }
+            Scope::Partners(partners) => {
+                names
+                    .partners
+                    .extend(partners.into_iter().map(|p| (p, number)));
+                false
+            }
             Scope::Tenants(tenants) => {
-                named
+                names
                     .tenants
                     .extend(tenants.into_iter().map(|t| (t, number)));
-                self.any_tenant.store(number, SeqCst);
-                self.tenants_changed.notify_one();
+                names.any_tenant = number;
+                true
             }
-            Scope::Everything => self.everything.store(number, SeqCst),
-        }
-        let remembered = named.pairs.len() + named.partners.len() + named.tenants.len();
-        if remembered > MAX_REMEMBERED_SCOPES {
+            Scope::Everything => {
+                names.everything = number;
+                true
+            }
+        };
+        let forget = names.remembered() > MAX_REMEMBERED_SCOPES;
+        if forget {
             // Everything older than this announcement is out of date anyway.
-            *named = Named::default();
-            self.everything.store(number, SeqCst);
+            names.pairs = HashMap::new();
+            names.partners = HashMap::new();
+            names.tenants = HashMap::new();
+            #[cfg(test)]
+            self.pause(Step::Forgetting);
+            names.everything = number;
+        }
+        drop(names);
+        if tenants_outdated || forget {
+            self.tenants_outdated.send_modify(|count| *count += 1);
         }
     }
 
     fn nanos(&self, instant: Instant) -> u64 {
         instant.saturating_duration_since(self.epoch).as_nanos() as u64
     }
+
+    #[cfg(test)]
+    fn pause(&self, step: Step) {
+        let pause = self.pause.lock().unwrap().clone();
+        if let Some(pause) = pause {
+            pause(step);
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, mpsc};
+
     use super::*;
 
     const P: Uuid = Uuid::from_u128(1);
     const Q: Uuid = Uuid::from_u128(2);
     const T: Uuid = Uuid::from_u128(10);
     const U: Uuid = Uuid::from_u128(11);
+
+    fn page(partner: Uuid, tenant: Uuid) -> Depends {
+        Depends::Pair { partner, tenant }
+    }
 
     fn live() -> Freshness {
         let freshness = Freshness::new(Duration::from_secs(2));
@@ -214,7 +335,7 @@ mod tests {
     #[test]
     fn memory_is_trusted_only_within_the_bound_of_the_last_heartbeat_heard() {
         let freshness = Freshness::new(Duration::from_secs(2));
-        assert!(!freshness.is_trusted(), "not before it listens");
+        assert!(!freshness.ticket().trusted(), "not before it listens");
         freshness.apply(Change::Listening { position: None });
         assert!(!freshness.is_trusted(), "not before a heartbeat comes back");
         freshness.apply(Change::Heard {
@@ -227,95 +348,143 @@ mod tests {
         freshness.apply(Change::Heard {
             sent: Instant::now(),
         });
-        assert!(freshness.is_trusted());
+        assert!(freshness.ticket().trusted());
         freshness.apply(Change::Deaf);
-        assert!(!freshness.is_trusted());
+        assert!(!freshness.ticket().trusted());
     }
 
     #[test]
     fn a_change_outdates_only_what_it_names() {
         let freshness = live();
-        let before = freshness.stamp();
+        let current = |depends, ticket: Ticket| freshness.is_current(depends, ticket.stamp());
+        let before = freshness.ticket();
         freshness.apply(Change::Changed(Scope::Pairs(vec![(P, T)])));
-        assert!(!freshness.page_is_current(P, T, before));
+        assert!(!current(page(P, T), before));
+        assert!(current(page(P, U), before), "another tenant of P");
+        assert!(current(page(Q, T), before), "another partner on T");
         assert!(
-            freshness.page_is_current(P, U, before),
-            "another tenant of P"
-        );
-        assert!(
-            freshness.page_is_current(Q, T, before),
-            "another partner on T"
-        );
-        assert!(
-            freshness.partner_is_current(P, before),
+            current(Depends::Partner(P), before),
             "lines are not standing"
         );
-        assert!(
-            freshness.page_is_current(P, T, freshness.stamp()),
-            "read after it"
-        );
+        assert!(current(page(P, T), freshness.ticket()), "read after it");
 
-        let before = freshness.stamp();
+        let before = freshness.ticket();
         freshness.apply(Change::Changed(Scope::Partners(vec![Q])));
-        assert!(!freshness.page_is_current(Q, U, before));
-        assert!(!freshness.partner_is_current(Q, before));
-        assert!(freshness.page_is_current(P, U, before));
-        assert!(freshness.default_tenant_is_current(before));
+        assert!(!current(page(Q, U), before));
+        assert!(!current(Depends::Partner(Q), before));
+        assert!(current(page(P, U), before));
+        assert!(current(Depends::Tenants, before));
 
-        let before = freshness.stamp();
+        let before = freshness.ticket();
         freshness.apply(Change::Changed(Scope::Tenants(vec![U])));
-        assert!(!freshness.page_is_current(P, U, before));
-        assert!(freshness.page_is_current(P, T, before));
-        assert!(!freshness.default_tenant_is_current(before));
+        assert!(!current(page(P, U), before));
+        assert!(current(page(P, T), before));
+        assert!(!current(Depends::Tenants, before));
 
-        let before = freshness.stamp();
+        let before = freshness.ticket();
         freshness.apply(Change::Changed(Scope::Everything));
-        assert!(!freshness.page_is_current(P, T, before));
-        assert!(!freshness.partner_is_current(P, before));
+        assert!(!current(page(P, T), before));
+        assert!(!current(Depends::Partner(P), before));
+        assert!(!current(Depends::Tenants, before));
     }
 
     #[test]
     fn losing_the_feed_outdates_everything() {
         let freshness = live();
-        let before = freshness.stamp();
+        let before = freshness.ticket().stamp();
         freshness.apply(Change::Deaf);
         freshness.apply(Change::Listening { position: None });
-        assert!(!freshness.page_is_current(P, T, before));
-        assert!(!freshness.partner_is_current(P, before));
-        assert!(!freshness.default_tenant_is_current(before));
+        assert!(!freshness.is_current(page(P, T), before));
+        assert!(!freshness.is_current(Depends::Partner(P), before));
+        assert!(!freshness.is_current(Depends::Tenants, before));
     }
 
     #[test]
     fn the_watermark_is_unknown_from_an_announcement_until_the_position_after_it() {
         let freshness = Freshness::new(Duration::from_secs(2));
-        assert!(
-            freshness.replica_watermark().is_err(),
-            "unknown before listening"
-        );
+        let watermark = || freshness.ticket().watermark();
+        assert_eq!(watermark(), Watermark::FeedNotTrusted, "before listening");
         freshness.apply(Change::Listening {
             position: Some(100),
         });
         freshness.apply(Change::Heard {
             sent: Instant::now(),
         });
-        assert_eq!(freshness.replica_watermark(), Ok(100));
+        assert_eq!(watermark(), Watermark::Replayed(100));
         freshness.apply(Change::Changed(Scope::Pairs(vec![(P, T)])));
-        assert_eq!(freshness.replica_watermark(), Err("position_pending"));
+        assert_eq!(watermark(), Watermark::PositionPending);
         freshness.apply(Change::Position(250));
-        assert_eq!(freshness.replica_watermark(), Ok(250));
+        assert_eq!(watermark(), Watermark::Replayed(250));
         freshness.apply(Change::Position(200));
-        assert_eq!(freshness.replica_watermark(), Ok(250), "it never goes back");
+        assert_eq!(watermark(), Watermark::Replayed(250), "it never goes back");
         freshness.apply(Change::Deaf);
-        assert_eq!(freshness.replica_watermark(), Err("feed_not_trusted"));
+        assert_eq!(watermark(), Watermark::FeedNotTrusted);
+    }
+
+    fn overflowing() -> Change {
+        let many = (0..=MAX_REMEMBERED_SCOPES as u128).map(|n| (Uuid::from_u128(n + 100), T));
+        Change::Changed(Scope::Pairs(many.collect()))
     }
 
     #[test]
     fn too_many_remembered_scopes_are_forgotten_as_a_change_of_everything() {
         let freshness = live();
-        let before = freshness.stamp();
-        let many = (0..=MAX_REMEMBERED_SCOPES as u128).map(|n| (Uuid::from_u128(n + 100), T));
-        freshness.apply(Change::Changed(Scope::Pairs(many.collect())));
-        assert!(!freshness.page_is_current(Q, U, before));
-        assert!(freshness.page_is_current(Q, U, freshness.stamp()));
+        let before = freshness.ticket().stamp();
+        freshness.apply(overflowing());
+        assert!(!freshness.is_current(page(Q, U), before));
+        assert!(freshness.is_current(page(Q, U), freshness.ticket().stamp()));
+    }
+
+    /// The feed forgets every scope while a reader checks a page its last change named: the
+    /// reader waits for the whole reset and sees it done (it used to read `everything` before
+    /// taking the lock, find the scope forgotten after, and call a stale page current).
+    #[test]
+    fn a_reader_never_sees_forgetting_half_done() {
+        let freshness = Arc::new(live());
+        let before = freshness.ticket().stamp();
+        freshness.apply(Change::Changed(Scope::Pairs(vec![(P, T)])));
+        let (reached, steps) = mpsc::channel();
+        let (resume, resumed) = mpsc::channel::<()>();
+        let resumed = std::sync::Mutex::new(resumed);
+        *freshness.pause.lock().unwrap() = Some(Arc::new(move |step| {
+            reached.send(step).unwrap();
+            if step == Step::Forgetting {
+                resumed.lock().unwrap().recv().unwrap();
+            }
+        }));
+        let feed = std::thread::spawn({
+            let freshness = freshness.clone();
+            move || freshness.apply(overflowing())
+        });
+        assert_eq!(steps.recv().unwrap(), Step::Forgetting);
+        let reader = std::thread::spawn({
+            let freshness = freshness.clone();
+            move || freshness.is_current(page(P, T), before)
+        });
+        assert_eq!(steps.recv().unwrap(), Step::Reading);
+        resume.send(()).unwrap();
+        feed.join().unwrap();
+        assert!(
+            !reader.join().unwrap(),
+            "a page read before its change is not current"
+        );
+    }
+
+    /// The default tenant is read again after anything that may move it: a tenant's change, a
+    /// change of everything, forgetting every scope, and listening anew.
+    #[test]
+    fn whatever_may_move_the_default_tenant_says_so() {
+        let freshness = live();
+        let mut outdated = freshness.tenants_outdated();
+        let mut says_so = |change| {
+            outdated.mark_unchanged();
+            freshness.apply(change);
+            outdated.has_changed().unwrap()
+        };
+        assert!(says_so(Change::Changed(Scope::Tenants(vec![T]))));
+        assert!(says_so(Change::Changed(Scope::Everything)));
+        assert!(says_so(overflowing()));
+        assert!(says_so(Change::Listening { position: None }));
+        assert!(!says_so(Change::Changed(Scope::Partners(vec![P]))));
     }
 }

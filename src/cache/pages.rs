@@ -1,7 +1,6 @@
-//! Rendered list pages kept in memory. Partners poll the same pages over and over, and lines
-//! change only when an operator writes SQL: a page is answered from memory while nothing it
-//! shows has been announced as changed since it was read (`Freshness`), and only while memory is
-//! trusted at all.
+//! Where rendered list pages are kept. Partners poll the same pages over and over, and lines
+//! change only when an operator writes SQL, so pages are kept under the protocol of
+//! `memory`.
 //!
 //! Memory is bounded by what entries really cost (the body, the key, the value and the cache's
 //! bookkeeping), and one partner may take at most a share of it, so no caller can crowd out the
@@ -14,7 +13,8 @@ use std::sync::{Arc, Mutex};
 use quick_cache::{Lifecycle, Weighter};
 use uuid::Uuid;
 
-use super::freshness::{Freshness, Stamp};
+use super::freshness::{Depends, Stamp};
+use super::memory::Slots;
 
 /// The bytes an entry costs beyond its body: the key and value inline, the cache's slot and
 /// hash entry, and the allocator's rounding of the body (measured: see the README).
@@ -27,6 +27,21 @@ pub struct PageKey<K> {
     pub partner_id: Uuid,
     pub tenant_id: Uuid,
     pub variant: K,
+}
+
+impl<K> PageKey<K> {
+    /// A page shows its pair's lines, its partner's users and its tenant.
+    pub fn depends(&self) -> Depends {
+        Depends::Pair {
+            partner: self.partner_id,
+            tenant: self.tenant_id,
+        }
+    }
+}
+
+/// What a kept value costs on the heap beyond the entry itself.
+pub trait Weighed {
+    fn heap_bytes(&self) -> usize;
 }
 
 #[derive(Clone)]
@@ -83,66 +98,6 @@ pub struct Pages<K, V> {
     shares: Shares,
     /// The most one partner's pages may weigh together.
     max_share: u64,
-    freshness: Arc<Freshness>,
-}
-
-pub enum Lookup<'c, K, V> {
-    Hit(V),
-    /// Not kept, or no longer current: read the page, then `keep` it.
-    Miss(Pending<'c, K, V>),
-    /// Memory is not trusted: read the page, keep nothing.
-    Bypass,
-}
-
-/// A page being read, and the stamp taken before the read began.
-pub struct Pending<'c, K, V> {
-    pages: &'c Pages<K, V>,
-    key: PageKey<K>,
-    read_at: Stamp,
-}
-
-impl<K, V> Pending<'_, K, V>
-where
-    K: Clone + Eq + Hash,
-    V: Clone,
-{
-    /// Keeps the page unless something it shows was announced as changed while it was read,
-    /// or its partner already holds its share. `body_bytes` is the size of its body's allocation.
-    pub fn keep(self, value: V, body_bytes: usize) {
-        let Self {
-            pages,
-            key,
-            read_at,
-        } = self;
-        if !pages
-            .freshness
-            .page_is_current(key.partner_id, key.tenant_id, read_at)
-        {
-            return;
-        }
-        // An out-of-date page under the same key is replaced, not evicted: give its share back.
-        if let Some((_, replaced)) = pages.pages.remove(&key) {
-            give_back(&pages.shares, key.partner_id, replaced.weight);
-        }
-        let weight = body_bytes as u64 + ENTRY_OVERHEAD_BYTES;
-        {
-            let mut shares = pages.shares.lock().expect("no holder panics");
-            let held = shares.get(&key.partner_id).copied().unwrap_or(0);
-            if held + weight > pages.max_share {
-                return;
-            }
-            shares.insert(key.partner_id, held + weight);
-        }
-        // A page too big for the cache is turned away through `ReturnShare` as well.
-        pages.pages.insert(
-            key,
-            Kept {
-                value,
-                read_at,
-                weight,
-            },
-        );
-    }
 }
 
 impl<K, V> Pages<K, V>
@@ -151,7 +106,7 @@ where
     V: Clone,
 {
     /// At most `max_bytes` of pages, of which one partner's at most `max_share` (0 to 1).
-    pub fn new(max_bytes: u64, max_share: f64, freshness: Arc<Freshness>) -> Self {
+    pub fn new(max_bytes: u64, max_share: f64) -> Self {
         const TYPICAL_ENTRY_BYTES: u64 = 4_096;
         let shares = Shares::default();
         Self {
@@ -164,42 +119,43 @@ where
             ),
             shares,
             max_share: (max_bytes as f64 * max_share) as u64,
-            freshness,
         }
     }
+}
 
-    /// The current page kept for `key` or, failing that, what a read must present to keep
-    /// the page it is about to render.
-    pub fn lookup(&self, key: PageKey<K>) -> Lookup<'_, K, V> {
-        // The stamp is taken first: a read begun before a change must not be kept.
-        let read_at = self.freshness.stamp();
-        let outcome = if !self.freshness.is_trusted() {
-            Lookup::Bypass
-        } else {
-            match self.pages.get(&key) {
-                Some(kept)
-                    if self.freshness.page_is_current(
-                        key.partner_id,
-                        key.tenant_id,
-                        kept.read_at,
-                    ) =>
-                {
-                    Lookup::Hit(kept.value)
-                }
-                _ => Lookup::Miss(Pending {
-                    pages: self,
-                    key,
-                    read_at,
-                }),
+impl<K, V> Slots<PageKey<K>, V> for Pages<K, V>
+where
+    K: Clone + Eq + Hash + Send + Sync,
+    V: Clone + Weighed + Send + Sync,
+{
+    fn get(&self, key: &PageKey<K>) -> Option<(V, Stamp)> {
+        self.pages.get(key).map(|kept| (kept.value, kept.read_at))
+    }
+
+    /// Keeps the page unless its partner already holds its share.
+    fn put(&self, key: PageKey<K>, value: V, read_at: Stamp) {
+        // An out-of-date page under the same key is replaced, not evicted: give its share back.
+        if let Some((_, replaced)) = self.pages.remove(&key) {
+            give_back(&self.shares, key.partner_id, replaced.weight);
+        }
+        let weight = value.heap_bytes() as u64 + ENTRY_OVERHEAD_BYTES;
+        {
+            let mut shares = self.shares.lock().expect("no holder panics");
+            let held = shares.get(&key.partner_id).copied().unwrap_or(0);
+            if held + weight > self.max_share {
+                return;
             }
-        };
-        let label = match outcome {
-            Lookup::Hit(_) => "hit",
-            Lookup::Miss(_) => "miss",
-            Lookup::Bypass => "bypass",
-        };
-        metrics::counter!("agent_api_listing_cache_total", "outcome" => label).increment(1);
-        outcome
+            shares.insert(key.partner_id, held + weight);
+        }
+        // A page too big for the cache is turned away through `ReturnShare` as well.
+        self.pages.insert(
+            key,
+            Kept {
+                value,
+                read_at,
+                weight,
+            },
+        );
     }
 }
 
@@ -208,19 +164,38 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::store::changes::{Change, Scope};
+    use crate::cache::freshness::Freshness;
+    use crate::cache::memory::{Keep, Memory, Outcome};
+    use crate::store::announcements::Scope;
+    use crate::store::changes::Change;
 
     const P: Uuid = Uuid::from_u128(1);
     const Q: Uuid = Uuid::from_u128(2);
     const T: Uuid = Uuid::from_u128(10);
 
-    fn trusted() -> Arc<Freshness> {
+    #[derive(Clone, Debug, PartialEq)]
+    struct Body(&'static str, usize);
+
+    impl Weighed for Body {
+        fn heap_bytes(&self) -> usize {
+            self.1
+        }
+    }
+
+    type TestPages = Memory<PageKey<u32>, Body, Pages<u32, Body>>;
+
+    fn pages(max_bytes: u64, max_share: f64) -> (Arc<Freshness>, TestPages) {
         let freshness = Arc::new(Freshness::new(Duration::from_secs(60)));
         freshness.apply(Change::Listening { position: None });
         freshness.apply(Change::Heard {
             sent: Instant::now(),
         });
-        freshness
+        let pages = Memory::new(
+            Pages::new(max_bytes, max_share),
+            freshness.clone(),
+            PageKey::depends,
+        );
+        (freshness, pages)
     }
 
     fn key(partner: Uuid, page: u32) -> PageKey<u32> {
@@ -231,81 +206,39 @@ mod tests {
         }
     }
 
-    fn pending<'c>(
-        pages: &'c Pages<u32, &'static str>,
-        key: PageKey<u32>,
-    ) -> Pending<'c, u32, &'static str> {
-        match pages.lookup(key) {
-            Lookup::Miss(pending) => pending,
-            Lookup::Hit(_) => panic!("kept already"),
-            Lookup::Bypass => panic!("bypassed"),
-        }
+    async fn read(pages: &TestPages, key: PageKey<u32>, body: Body) -> Outcome {
+        let read = async |_| Ok::<_, ()>((body, Keep::Yes));
+        pages.get_or_read(&key, read).await.unwrap().1
     }
 
-    fn kept(pages: &Pages<u32, &'static str>, key: PageKey<u32>) -> Option<&'static str> {
-        match pages.lookup(key) {
-            Lookup::Hit(value) => Some(value),
-            _ => None,
-        }
-    }
-
-    #[test]
-    fn nothing_is_served_while_memory_is_not_trusted() {
-        let freshness = trusted();
-        let pages = Pages::new(1 << 20, 1.0, freshness.clone());
-        pending(&pages, key(P, 1)).keep("page", 10);
-        assert_eq!(kept(&pages, key(P, 1)), Some("page"));
-        freshness.apply(Change::Deaf);
-        assert!(matches!(pages.lookup(key(P, 1)), Lookup::Bypass));
-    }
-
-    #[test]
-    fn a_page_read_while_its_scope_changed_is_not_kept() {
-        let freshness = trusted();
-        let pages = Pages::new(1 << 20, 1.0, freshness.clone());
-        let racing = pending(&pages, key(P, 1));
-        let unrelated = pending(&pages, key(Q, 1));
-        freshness.apply(Change::Changed(Scope::Pairs(vec![(P, T)])));
-        racing.keep("stale", 10);
-        unrelated.keep("fresh", 10);
-        assert_eq!(kept(&pages, key(P, 1)), None);
-        assert_eq!(
-            kept(&pages, key(Q, 1)),
-            Some("fresh"),
-            "another partner's read is kept"
-        );
-    }
-
-    #[test]
-    fn a_change_drops_only_the_pages_it_names() {
-        let freshness = trusted();
-        let pages = Pages::new(1 << 20, 1.0, freshness.clone());
-        pending(&pages, key(P, 1)).keep("p", 10);
-        pending(&pages, key(Q, 1)).keep("q", 10);
+    #[tokio::test]
+    async fn a_change_drops_only_the_pages_it_names() {
+        let (freshness, pages) = pages(1 << 20, 1.0);
+        read(&pages, key(P, 1), Body("p", 10)).await;
+        read(&pages, key(Q, 1), Body("q", 10)).await;
         freshness.apply(Change::Changed(Scope::Partners(vec![P])));
-        assert_eq!(kept(&pages, key(P, 1)), None);
-        assert_eq!(kept(&pages, key(Q, 1)), Some("q"));
-        pending(&pages, key(P, 1)).keep("p again", 10);
-        assert_eq!(kept(&pages, key(P, 1)), Some("p again"));
+        assert_eq!(pages.current(&key(P, 1)), None);
+        assert_eq!(pages.current(&key(Q, 1)), Some(Body("q", 10)));
+        assert_eq!(read(&pages, key(P, 1), Body("p2", 10)).await, Outcome::Miss);
+        assert_eq!(read(&pages, key(P, 1), Body("p3", 10)).await, Outcome::Hit);
     }
 
-    #[test]
-    fn pages_beyond_the_bound_are_evicted_and_one_partner_keeps_its_share() {
-        let pages = Pages::new(64 * 1024, 0.25, trusted());
+    #[tokio::test]
+    async fn pages_beyond_the_bound_are_evicted_and_one_partner_keeps_its_share() {
+        let (_, pages) = pages(64 * 1024, 0.25);
         for page in 1..=100 {
-            pending(&pages, key(P, page)).keep("big", 4096);
+            read(&pages, key(P, page), Body("big", 4096)).await;
         }
         let kept_pages = (1..=100)
-            .filter(|&page| kept(&pages, key(P, page)).is_some())
+            .filter(|&page| pages.current(&key(P, page)).is_some())
             .count();
         // A quarter of 64 KiB holds three pages of 4 KiB and their overhead.
         assert!((1..=3).contains(&kept_pages), "{kept_pages} pages kept");
-        pending(&pages, key(Q, 1)).keep("other", 4096);
-        assert_eq!(
-            kept(&pages, key(Q, 1)),
-            Some("other"),
+        read(&pages, key(Q, 1), Body("other", 4096)).await;
+        assert!(
+            pages.current(&key(Q, 1)).is_some(),
             "another partner still has room"
         );
-        assert!(pages.pages.weight() <= 64 * 1024);
+        assert!(pages.slots().pages.weight() <= 64 * 1024);
     }
 }

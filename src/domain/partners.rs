@@ -23,6 +23,15 @@ pub enum Standing {
 }
 
 impl Standing {
+    /// A user's row: whether it is an active partner (a partner, not deleted), and from when
+    /// its tokens count.
+    pub fn of(active: bool, tokens_valid_after: Option<DateTime<Utc>>) -> Self {
+        match active {
+            true => Self::Active { tokens_valid_after },
+            false => Self::Rejected,
+        }
+    }
+
     /// The SQL function `token_partner(sub, iat)` says the same.
     pub fn accepts(&self, token: &PartnerToken) -> bool {
         match self {

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::client_address::client_address;
 use super::error::ApiError;
 use super::state::AppState;
-use crate::cache::standings::Lookup;
+use crate::cache::Keep;
 use crate::domain::partners::{PartnerToken, Standing};
 use crate::rate_limit::AddressKey;
 use crate::store;
@@ -74,15 +74,11 @@ async fn refuse(state: &AppState, request: &HttpRequest, rejection: Rejection) -
 /// The partner's standing: from memory while it is current, else from the database (the
 /// primary: a replica may not have replayed a revocation yet), kept for the next request.
 async fn standing(state: &AppState, token: PartnerToken) -> Result<Standing, ApiError> {
-    let pending = match state.standings.lookup(token.partner_id) {
-        Lookup::Known(standing) => return Ok(standing),
-        Lookup::Unknown(pending) => Some(pending),
-        Lookup::Bypass => None,
+    let read = async |_| {
+        let standing = store::partners::standing(&state.pool, token.partner_id).await?;
+        Ok::<_, ApiError>((standing, Keep::Yes))
     };
-    let standing = store::partners::standing(&state.pool, token.partner_id).await?;
-    if let Some(pending) = pending {
-        pending.keep(standing);
-    }
+    let (standing, _) = state.standings.get_or_read(&token.partner_id, read).await?;
     Ok(standing)
 }
 
@@ -113,13 +109,11 @@ impl FromRequest for DefaultTenant {
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = app_state(request).clone();
         Box::pin(async move {
-            let memory = &state.default_tenant;
-            if let Some(id) = memory.current() {
-                return Ok(Self(id));
-            }
-            let read_at = memory.stamp();
-            let id = store::tenants::default_tenant_id(&state.pool).await?;
-            memory.keep(id, read_at);
+            let read = async |_| {
+                let id = store::tenants::default_tenant_id(&state.pool).await?;
+                Ok::<_, ApiError>((id, Keep::Yes))
+            };
+            let (id, _) = state.default_tenant.get_or_read(&(), read).await?;
             Ok(Self(id))
         })
     }

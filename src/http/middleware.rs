@@ -83,7 +83,7 @@ pub async fn request_context(
         tracing::event!(parent: &span, Level::DEBUG, status, latency_ms, "request");
     } else if !refused {
         tracing::event!(parent: &span, Level::INFO, status, latency_ms, "request");
-    } else if telemetry::refusals().allow() {
+    } else if telemetry::strangers().allow() {
         // A stranger can have these written by the thousand: they are throttled.
         let refusal = refusal.map(|Refusal(reason)| reason);
         tracing::event!(parent: &span, Level::INFO, status, latency_ms, refusal, "request");

@@ -8,9 +8,9 @@ use ipnet::IpNet;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 
+use super::response::asset::Reference;
 use super::response::encoding::{Coding, EncodedPage};
-use super::routes::reference::Reference;
-use crate::cache::{DefaultTenant, Freshness, Pages, Standings};
+use crate::cache::{DefaultTenant, Freshness, Memory, PageKey, Pages, Standings};
 use crate::clock::Clock;
 use crate::config::LegacySettings;
 use crate::domain::query::{LineFilter, PageLimits, PageRequest};
@@ -26,7 +26,7 @@ pub struct LinePage {
     pub coding: Coding,
 }
 
-pub type ListingCache = Pages<LinePage, EncodedPage>;
+pub type ListingCache = Memory<PageKey<LinePage>, EncodedPage, Pages<LinePage, EncodedPage>>;
 
 pub struct AppState {
     /// The primary.
@@ -46,7 +46,7 @@ pub struct AppState {
     pub freshness: Arc<Freshness>,
     /// Rendered caller-line pages; `None` when `listing_cache.enabled` is off.
     pub pages: Option<ListingCache>,
-    pub standings: Standings,
+    pub standings: Arc<Standings>,
     pub default_tenant: Arc<DefaultTenant>,
     /// `/openapi.json` and `/docs`, each file made and compressed once.
     pub reference: Reference,

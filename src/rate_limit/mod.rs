@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use crate::background::Background;
 use crate::config::{ConfigError, RateLimitSettings};
 use local::Buckets;
 use shared::SharedBuckets;
@@ -112,6 +113,8 @@ struct Shared {
     fallback: Local,
     /// Whether the shared buckets are in use (Redis answered last time it was asked).
     in_use: AtomicBool,
+    /// Where the probe runs while Redis does not answer.
+    background: Background,
 }
 
 pub struct RateLimits {
@@ -135,7 +138,10 @@ pub enum Where {
 
 impl RateLimits {
     /// `None` when rate limiting is turned off.
-    pub fn from_settings(settings: &RateLimitSettings) -> Result<Option<Self>, ConfigError> {
+    pub fn from_settings(
+        settings: &RateLimitSettings,
+        background: &Background,
+    ) -> Result<Option<Self>, ConfigError> {
         if !settings.enabled {
             return Ok(None);
         }
@@ -156,6 +162,7 @@ impl RateLimits {
                     address.divided(settings.instances),
                 ),
                 in_use: AtomicBool::new(true),
+                background: background.clone(),
             })),
         };
         Ok(Some(Self {
@@ -234,7 +241,7 @@ impl RateLimits {
 
 fn probe_until_answered(shared: Arc<Shared>) {
     const EVERY: Duration = Duration::from_secs(1);
-    tokio::spawn(async move {
+    shared.background.clone().spawn(async move {
         loop {
             tokio::time::sleep(EVERY).await;
             if shared.buckets.answers().await {

@@ -4,8 +4,10 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use sqlx::PgPool;
+
 use super::Error;
-use super::pool::timed;
+use super::pool::{on_connection, timed};
 use super::reads::{Reads, Watermark};
 use crate::domain::caller_lines::{CallerLine, LineUser, UserType};
 use crate::domain::page::Listing;
@@ -139,6 +141,21 @@ pub async fn list(
     })
     .await?;
     assemble(tenant_id, rows)
+}
+
+/// The most count rows any (partner, tenant) pair holds: what a `total` sums, kept small by the
+/// triggers' folding (migrations 0800, 1200); a number that grows says folding has stopped.
+pub async fn most_count_rows_of_a_pair(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    on_connection(pool, "most_count_rows_of_a_pair", async |connection| {
+        sqlx::query_scalar!(
+            r#"select coalesce(max(rows), 0) as "rows!" from (
+                   select count(*) as rows from caller_line_count_deltas
+                   group by partner_id, tenant_id) as per_pair"#
+        )
+        .fetch_one(connection)
+        .await
+    })
+    .await
 }
 
 /// Rebuilds the flat rows into the domain's nested lines.

@@ -1,6 +1,7 @@
 //! Everything that speaks SQL: the pool, the migrations, one module per table family, and the
 //! change feed the in-memory state follows.
 
+pub mod announcements;
 pub mod caller_lines;
 pub mod changes;
 pub mod demo;

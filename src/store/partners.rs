@@ -18,10 +18,29 @@ pub async fn standing(pool: &PgPool, partner: Uuid) -> Result<Standing, sqlx::Er
         .await
     })
     .await?;
-    Ok(match row {
-        Some(row) if row.active => Standing::Active {
-            tokens_valid_after: row.tokens_valid_after,
-        },
-        _ => Standing::Rejected,
+    Ok(row.map_or(Standing::Rejected, |row| {
+        Standing::of(row.active, row.tokens_valid_after)
+    }))
+}
+
+/// Every partner's standing (at most `limit` partners), in one statement: what memory is filled
+/// with when the feed listens anew, rather than by one statement per partner as they arrive.
+pub async fn all_standings(
+    pool: &PgPool,
+    limit: i64,
+) -> Result<Vec<(Uuid, Standing)>, sqlx::Error> {
+    let rows = on_connection(pool, "all_partner_standings", async |connection| {
+        sqlx::query!(
+            r#"select id, deleted_at is null as "active!", tokens_valid_after
+               from users where type = 'partner' order by id limit $1"#,
+            limit,
+        )
+        .fetch_all(connection)
+        .await
     })
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| (row.id, Standing::of(row.active, row.tokens_valid_after)))
+        .collect())
 }

@@ -11,9 +11,16 @@ use super::pool::acquire;
 use super::replicas::Replicas;
 
 /// The position a standby must have replayed to serve a read that begins now, or why no
-/// standby may (the feed is not proven to hear, or the position after its latest change is not
-/// known yet).
-pub type Watermark = Result<u64, &'static str>;
+/// standby may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watermark {
+    /// The primary's WAL position, in bytes, after the last change this instance heard of.
+    Replayed(u64),
+    /// The feed is not proven to hear: a standby could miss commits nobody announced.
+    FeedNotTrusted,
+    /// A change was heard and the position after it is not known yet.
+    PositionPending,
+}
 
 pub struct Reads {
     primary: PgPool,
@@ -37,8 +44,9 @@ impl Reads {
             return acquire(&self.primary).await;
         };
         let reason = match watermark {
-            Err(reason) => reason,
-            Ok(watermark) => match replicas.connection(watermark).await {
+            Watermark::FeedNotTrusted => "feed_not_trusted",
+            Watermark::PositionPending => "position_pending",
+            Watermark::Replayed(watermark) => match replicas.connection(watermark).await {
                 Ok(connection) => {
                     count("replica", "caught_up");
                     return Ok(connection);

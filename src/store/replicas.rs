@@ -14,6 +14,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{PgConnection, PgPool, Postgres};
 
 use super::pool::{pool_options, session_options};
+use crate::background::Background;
 use crate::config::{ConfigError, DatabaseSettings};
 
 /// How long a read waits for a standby's connection before passing it over.
@@ -173,25 +174,19 @@ impl Replicas {
         }
     }
 
-    /// Probes the standbys that are passed over until `alive` fails (the app is gone).
-    pub fn watch(self: &Arc<Self>, alive: PgPool) {
+    /// Probes the standbys that are passed over, every `replica_retry_ms`.
+    pub fn watch(self: &Arc<Self>, background: &Background) {
         let replicas = Arc::downgrade(self);
         let every = self.retry_every;
-        tokio::spawn(async move {
-            let probe = async {
-                loop {
-                    tokio::time::sleep(every).await;
-                    let Some(replicas) = replicas.upgrade() else {
-                        return;
-                    };
-                    for replica in &replicas.replicas {
-                        replicas.probe(replica).await;
-                    }
+        background.spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(replicas) = replicas.upgrade() else {
+                    return;
+                };
+                for replica in &replicas.replicas {
+                    replicas.probe(replica).await;
                 }
-            };
-            tokio::select! {
-                () = probe => {}
-                () = alive.close_event() => {}
             }
         });
     }

@@ -1,11 +1,11 @@
-//! What each write announces on the change feed's channel (migration 0800): the narrowest scope
-//! that covers what it changed, within Postgres's 8000-byte payload, and nothing for writes no
-//! page shows.
+//! What each write announces on the change feed's channel (migrations 0800, 1200): the
+//! narrowest scope that covers what it changed, within Postgres's 8000-byte payload, and nothing
+//! for writes no page shows.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use agent_api::store::changes::{CHANNEL, Scope};
+use agent_api::store::announcements::{Announcement, CHANNEL, Heartbeats, Scope};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use uuid::Uuid;
@@ -34,7 +34,13 @@ async fn announced(pool: &PgPool, listener: &mut PgListener, statement: &str) ->
             notification.payload().len() < 8000,
             "within Postgres's limit"
         );
-        heard.push(describe(&Scope::parse(notification.payload())));
+        heard.push(
+            match Announcement::read(notification.payload(), &Heartbeats::new()) {
+                Announcement::Changed(scope) => describe(&scope),
+                Announcement::Everything { .. } => "everything".to_string(),
+                other => panic!("{statement} announced {other:?}"),
+            },
+        );
     }
     heard
 }

@@ -44,6 +44,7 @@ async fn the_api_serves_under_a_role_that_can_only_read(pool: PgPool) {
         .execute(&as_reader)
         .await;
     assert!(write.is_err(), "the reader cannot write");
+    app.stop().await;
     as_reader.close().await;
     drop_role(&pool, &reader).await;
 }

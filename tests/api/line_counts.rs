@@ -195,3 +195,46 @@ async fn writers_of_one_pair_never_wait_on_each_other_for_the_counts(pool: PgPoo
     assert!(rows <= 2, "{rows} rows for one pair");
     assert_eq!(disagreements(&pool).await, 0);
 }
+
+/// Writers under repeatable read (an ORM's default, say) cannot fold rows another writer may
+/// have folded since their snapshot: they try, and a pair's rows stay bounded (they used to
+/// grow by one per statement, and every `total` read them all).
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn repeatable_read_writers_keep_a_pairs_count_rows_bounded(pool: PgPool) {
+    let tenant = tenant(&pool, "云节点").await;
+    let partner = partner(&pool).await;
+    let mut connection = pool.acquire().await.unwrap();
+    sqlx::raw_sql("set session characteristics as transaction isolation level repeatable read")
+        .execute(&mut *connection)
+        .await
+        .unwrap();
+    for _ in 0..1000 {
+        sqlx::query(
+            "insert into caller_lines (tenant_id, partner_id, name, caller_number, call_line) \
+             values ($1, $2, 'l', 'c', 1)",
+        )
+        .bind(tenant)
+        .bind(partner)
+        .execute(&mut *connection)
+        .await
+        .unwrap();
+    }
+    drop(connection);
+    let rows: i64 = sqlx::query_scalar(
+        "select count(*) from caller_line_count_deltas where partner_id = $1 and tenant_id = $2",
+    )
+    .bind(partner)
+    .bind(tenant)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(rows <= 33, "{rows} count rows for one pair");
+    let app = TestApp::spawn(pool.clone()).await;
+    let body = json(
+        app.get_as(partner, &format!("/agent-api/tenant/{tenant}/callerline"))
+            .await,
+    )
+    .await;
+    assert_eq!(body["meta"]["total"], 1000, "{}", body["meta"]);
+    assert_eq!(disagreements(&pool).await, 0);
+}

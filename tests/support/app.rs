@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use agent_api::clock::{Clock, system_clock};
 use agent_api::config::Settings;
-use agent_api::startup::Application;
+use agent_api::startup::{Application, Stopper};
 use agent_api::tokens::KeyRing;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -34,6 +34,8 @@ pub fn test_settings() -> Settings {
 }
 
 pub struct TestApp {
+    /// Stops the application as SIGTERM does; dropping the test app ends its background work.
+    pub stopper: Stopper,
     pub address: String,
     /// The operations listener: `/metrics`.
     pub ops_address: String,
@@ -66,8 +68,10 @@ impl TestApp {
             .expect("application builds");
         let address = format!("http://127.0.0.1:{}", application.port());
         let ops_address = format!("http://127.0.0.1:{}", application.ops_port());
+        let stopper = application.stopper();
         tokio::spawn(application.run_until_stopped());
         Self {
+            stopper,
             address,
             ops_address,
             pool,
@@ -77,6 +81,15 @@ impl TestApp {
                 .build()
                 .unwrap(),
         }
+    }
+
+    /// Stops the app as SIGTERM does, and waits for every background task to end.
+    pub async fn stop(self) {
+        self.stopper.stop().await;
+        eventually("every background task ended", || async {
+            self.stopper.background_tasks() == 0
+        })
+        .await;
     }
 
     /// A valid one-hour token for `partner`, issued now.
@@ -131,6 +144,14 @@ impl TestApp {
             ready["listing_cache"] == state
         })
         .await;
+    }
+}
+
+/// A test that ends, or fails, ends the app's background work with it (its feed's sessions
+/// included, so the test's database can be dropped).
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.stopper.cancel_background();
     }
 }
 

@@ -13,6 +13,7 @@ use actix_web::http::header::{self, AcceptEncoding, ContentType, Encoding, Heade
 use actix_web::web::Bytes;
 
 use super::etag::WeakTag;
+use crate::cache::pages::Weighed;
 
 /// The content codings produced here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -37,30 +38,31 @@ impl Coding {
         }
     }
 
-    fn encode(self, json: &Bytes) -> std::io::Result<Bytes> {
+    /// `bytes` in this coding, compressed with `effort`.
+    pub fn encode(self, bytes: &Bytes, effort: Effort) -> std::io::Result<Bytes> {
+        let (gzip_level, brotli_quality, brotli_window_bits) = match effort {
+            // 256 KiB: more than a page of 100 lines.
+            Effort::Fast => (flate2::Compression::fast(), 4, 18),
+            Effort::Best => (flate2::Compression::best(), 9, 22),
+        };
         match self {
-            // Fast levels: a page is compressed once per change, but on the request's time.
             Self::Gzip => {
-                let mut encoder = flate2::write::GzEncoder::new(
-                    Vec::with_capacity(json.len() / 4),
-                    flate2::Compression::fast(),
-                );
-                encoder.write_all(json)?;
+                let mut encoder =
+                    flate2::write::GzEncoder::new(Vec::with_capacity(bytes.len() / 4), gzip_level);
+                encoder.write_all(bytes)?;
                 encoder.finish().map(exact)
             }
             Self::Brotli => {
-                const QUALITY: u32 = 4;
-                const WINDOW_BITS: u32 = 18; // 256 KiB: more than a page of 100 lines
                 let mut encoder = brotli::CompressorWriter::new(
-                    Vec::with_capacity(json.len() / 4),
+                    Vec::with_capacity(bytes.len() / 4),
                     4096,
-                    QUALITY,
-                    WINDOW_BITS,
+                    brotli_quality,
+                    brotli_window_bits,
                 );
-                encoder.write_all(json)?;
+                encoder.write_all(bytes)?;
                 Ok(exact(encoder.into_inner()))
             }
-            Self::Identity => Ok(json.clone()),
+            Self::Identity => Ok(bytes.clone()),
         }
     }
 
@@ -71,6 +73,15 @@ impl Coding {
             Self::Identity => None,
         }
     }
+}
+
+/// How hard to compress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effort {
+    /// A list page: compressed once per change, but on a request's time.
+    Fast,
+    /// A file of the reference: compressed once per process, served many times.
+    Best,
 }
 
 /// Bytes with no spare capacity: a page the listing cache keeps weighs what it holds.
@@ -87,20 +98,22 @@ pub struct EncodedPage {
     etag: WeakTag,
 }
 
+/// Bytes held on the heap (the body): what the listing cache weighs beside the entry.
+impl Weighed for EncodedPage {
+    fn heap_bytes(&self) -> usize {
+        self.body.len()
+    }
+}
+
 impl EncodedPage {
     pub fn new(json: Bytes, coding: Coding) -> Self {
         let etag = WeakTag::of(&json);
         // Compressing into memory cannot fail short of allocation; if it did, send it plain.
-        let (coding, body) = match coding.encode(&json) {
+        let (coding, body) = match coding.encode(&json, Effort::Fast) {
             Ok(encoded) => (coding, encoded),
             Err(_) => (Coding::Identity, json),
         };
         Self { coding, body, etag }
-    }
-
-    /// Bytes held on the heap (the body): what the listing cache weighs beside the entry.
-    pub fn size(&self) -> usize {
-        self.body.len()
     }
 
     pub fn response(&self) -> HttpResponse {

@@ -4,7 +4,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use uuid::Uuid;
 
-use crate::cache::pages::{Lookup, PageKey};
+use crate::cache::{Keep, PageKey, Ticket};
 use crate::domain::page::PageMeta;
 use crate::domain::partners::PartnerToken;
 use crate::domain::query::{LineFilter, PageRequest, QueryParams};
@@ -47,42 +47,49 @@ async fn list_lines(
     let page = PageRequest::parse(&params, state.page_limits)?;
     let filter = LineFilter::parse(&params)?;
     let coding = Coding::negotiate(request);
-    // Only an existing tenant's page is kept, so only those are looked up.
-    let lookup = match (&state.pages, tenant_id) {
-        (Some(pages), Some(tenant_id)) => pages.lookup(PageKey {
-            partner_id: token.partner_id,
+    let read = async |ticket: Ticket| {
+        let found = store::caller_lines::list(
+            &state.reads,
+            ticket.watermark(),
+            token,
             tenant_id,
-            variant: LinePage {
-                filter,
-                page,
-                coding,
-            },
-        }),
-        _ => Lookup::Bypass,
-    };
-    let pending = match lookup {
-        Lookup::Hit(encoded) => return Ok(encoded.response()),
-        Lookup::Miss(pending) => Some(pending),
-        Lookup::Bypass => None,
-    };
-    // After the page lookup took its stamp (a read must not keep what changed meanwhile).
-    let watermark = state.freshness.replica_watermark();
-    let found = store::caller_lines::list(&state.reads, watermark, token, tenant_id, filter, page)
+            filter,
+            page,
+        )
         .await?
         .ok_or(ApiError::TenantNotFound)?;
-    let items = found
-        .lines
-        .items
-        .iter()
-        .map(|line| LineItem::new(line, &found.tenant, state.display_timezone))
-        .collect();
-    let json = list_body("查看线路成功", page, found.lines.total, items)?;
-    let encoded = EncodedPage::new(json, coding);
-    // Pages past the last cost little to read and are endless in number: none is kept.
-    if let Some(pending) = pending
-        && page.page <= PageMeta::new(page, found.lines.total).last_page
-    {
-        pending.keep(encoded.clone(), encoded.size());
-    }
+        let items = found
+            .lines
+            .items
+            .iter()
+            .map(|line| LineItem::new(line, &found.tenant, state.display_timezone))
+            .collect();
+        let json = list_body("查看线路成功", page, found.lines.total, items)?;
+        // Pages past the last cost little to read and are endless in number: none is kept.
+        let keep = match page.page <= PageMeta::new(page, found.lines.total).last_page {
+            true => Keep::Yes,
+            false => Keep::No,
+        };
+        Ok::<_, ApiError>((EncodedPage::new(json, coding), keep))
+    };
+    // Only an existing tenant's page is kept, so only those are looked up.
+    let encoded = match (&state.pages, tenant_id) {
+        (Some(pages), Some(tenant_id)) => {
+            let key = PageKey {
+                partner_id: token.partner_id,
+                tenant_id,
+                variant: LinePage {
+                    filter,
+                    page,
+                    coding,
+                },
+            };
+            let (encoded, outcome) = pages.get_or_read(&key, read).await?;
+            metrics::counter!("agent_api_listing_cache_total", "outcome" => outcome.label())
+                .increment(1);
+            encoded
+        }
+        _ => read(state.freshness.ticket()).await?.0,
+    };
     Ok(encoded.response())
 }

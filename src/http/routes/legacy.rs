@@ -40,7 +40,7 @@ pub async fn sunset(
         ServiceResponse::new(http_request, error.error_response())
     };
     // From memory only: a stranger's request must cost the database nothing.
-    let successor = state.default_tenant.last_known();
+    let successor = state.default_tenant.slots().last_known();
     add_headers(response.headers_mut(), &state.legacy, served, successor);
     Ok(response)
 }

@@ -1,5 +1,7 @@
 //! Operational endpoints outside `/agent-api` (SPEC §5).
 
+use std::time::Duration;
+
 use actix_web::http::header::ContentType;
 use actix_web::{HttpResponse, web};
 
@@ -53,6 +55,11 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 /// Prometheus text exposition.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let pool = &state.pool;
+    // Bounded: a scrape answers whatever the database does.
+    let rows = store::caller_lines::most_count_rows_of_a_pair(pool);
+    if let Ok(Ok(rows)) = tokio::time::timeout(Duration::from_secs(1), rows).await {
+        metrics::gauge!("agent_api_line_count_rows_max").set(rows as f64);
+    }
     metrics::gauge!("agent_api_db_pool_connections").set(f64::from(pool.size()));
     metrics::gauge!("agent_api_db_pool_idle_connections").set(pool.num_idle() as f64);
     let trusted = state.freshness.is_trusted();
