@@ -11,7 +11,7 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::config::{AuthSettings, ConfigError, KeyAlgorithm, KeySettings};
+use crate::config::{AuthSettings, ConfigError, KeySettings, PublicKeySettings};
 use crate::domain::partners::PartnerToken;
 
 /// The `kid` under which `auth.jwt_secret` is known; tokens without a `kid` use it too.
@@ -86,24 +86,25 @@ impl KeyRing {
             );
         }
         for key in &settings.keys {
-            if keys.insert(key.kid.clone(), load_key(key)?).is_some() {
+            if keys.insert(key.kid().to_string(), load_key(key)?).is_some() {
                 return Err(ConfigError(format!(
-                    "auth.keys: kid {:?} is configured twice",
-                    key.kid
+                    "auth.keys in the settings file: kid {:?} is configured twice",
+                    key.kid()
                 )));
             }
         }
         if keys.is_empty() {
-            return Err(ConfigError(
-                "auth.jwt_secret (APP__AUTH__JWT_SECRET) is required unless auth.keys are configured"
-                    .into(),
+            return Err(ConfigError::about(
+                "auth.jwt_secret",
+                "is required (or public keys under [[auth.keys]] in the settings file)",
             ));
         }
         let signing_kid = match &settings.signing_kid {
             Some(kid) if !keys.contains_key(kid) => {
-                return Err(ConfigError(format!(
-                    "auth.signing_kid {kid:?} names no configured key"
-                )));
+                return Err(ConfigError::about(
+                    "auth.signing_kid",
+                    &format!("{kid:?} names no configured key"),
+                ));
             }
             Some(kid) => Some(kid.clone()),
             None if keys.contains_key(DEFAULT_KID) => Some(DEFAULT_KID.to_string()),
@@ -229,43 +230,53 @@ fn hmac_key(secret: &[u8]) -> Key {
     }
 }
 
+/// The key `settings` describes, its algorithm fixed by the kind of key it is.
 fn load_key(settings: &KeySettings) -> Result<Key, ConfigError> {
-    let named = |what: &str| format!("auth.keys kid {:?}: {what}", settings.kid);
-    if settings.algorithm == KeyAlgorithm::HS256 {
-        let secret = settings
-            .secret
-            .as_ref()
-            .ok_or_else(|| ConfigError(named("HS256 needs a secret")))?;
-        if secret.expose_secret().len() < 32 {
-            return Err(ConfigError(named("secret must be at least 32 bytes")));
-        }
-        return Ok(hmac_key(secret.expose_secret().as_bytes()));
-    }
-    let public = settings
-        .public_key
-        .as_deref()
-        .ok_or_else(|| ConfigError(named("public_key is required")))?;
-    let public = pem_text(public).map_err(|e| ConfigError(named(&e)))?;
-    let algorithm = settings.algorithm.jwt();
-    let decoding = match settings.algorithm {
-        KeyAlgorithm::RS256 => DecodingKey::from_rsa_pem(public.as_bytes()),
-        KeyAlgorithm::ES256 => DecodingKey::from_ec_pem(public.as_bytes()),
-        KeyAlgorithm::EdDSA | KeyAlgorithm::HS256 => DecodingKey::from_ed_pem(public.as_bytes()),
-    }
-    .map_err(|e| ConfigError(named(&format!("public_key is not a usable PEM key: {e}"))))?;
-    let encoding = settings
+    type Decode = fn(&[u8]) -> jsonwebtoken::errors::Result<DecodingKey>;
+    type Encode = fn(&[u8]) -> jsonwebtoken::errors::Result<EncodingKey>;
+    let named = |what: &str| {
+        ConfigError(format!(
+            "auth.keys in the settings file, kid {:?}: {what}",
+            settings.kid()
+        ))
+    };
+    let (algorithm, public, decode, encode): (_, &PublicKeySettings, Decode, Encode) =
+        match settings {
+            KeySettings::HS256 { secret, .. } => {
+                if secret.expose_secret().len() < 32 {
+                    return Err(named("secret must be at least 32 bytes"));
+                }
+                return Ok(hmac_key(secret.expose_secret().as_bytes()));
+            }
+            KeySettings::RS256(key) => (
+                Algorithm::RS256,
+                key,
+                DecodingKey::from_rsa_pem,
+                EncodingKey::from_rsa_pem,
+            ),
+            KeySettings::ES256(key) => (
+                Algorithm::ES256,
+                key,
+                DecodingKey::from_ec_pem,
+                EncodingKey::from_ec_pem,
+            ),
+            KeySettings::EdDSA(key) => (
+                Algorithm::EdDSA,
+                key,
+                DecodingKey::from_ed_pem,
+                EncodingKey::from_ed_pem,
+            ),
+        };
+    let pem = pem_text(&public.public_key).map_err(|e| named(&e))?;
+    let decoding = decode(pem.as_bytes())
+        .map_err(|e| named(&format!("public_key is not a usable PEM key: {e}")))?;
+    let encoding = public
         .private_key
         .as_ref()
         .map(|private| {
-            let private = pem_text(private.expose_secret()).map_err(|e| ConfigError(named(&e)))?;
-            match settings.algorithm {
-                KeyAlgorithm::RS256 => EncodingKey::from_rsa_pem(private.as_bytes()),
-                KeyAlgorithm::ES256 => EncodingKey::from_ec_pem(private.as_bytes()),
-                KeyAlgorithm::EdDSA | KeyAlgorithm::HS256 => {
-                    EncodingKey::from_ed_pem(private.as_bytes())
-                }
-            }
-            .map_err(|e| ConfigError(named(&format!("private_key is not a usable PEM key: {e}"))))
+            let pem = pem_text(private.expose_secret()).map_err(|e| named(&e))?;
+            encode(pem.as_bytes())
+                .map_err(|e| named(&format!("private_key is not a usable PEM key: {e}")))
         })
         .transpose()?;
     Ok(Key {

@@ -29,7 +29,7 @@ async fn limited_instance(pool: PgPool, redis: Option<String>, instances: u32) -
         s.rate_limit.burst = 10;
         s.rate_limit.redis_url = redis.map(Into::into);
         s.rate_limit.redis_timeout_ms = 100;
-        s.rate_limit.instances = instances;
+        s.rate_limit.instances = Some(instances);
     })
     .await
 }

@@ -153,14 +153,13 @@ impl RateLimits {
             per_second: settings.anonymous_per_second,
             burst: settings.anonymous_burst,
         };
+        // Validated: `instances` is set wherever Redis is.
+        let instances = settings.instances.unwrap_or(1);
         let shared = match &settings.redis_url {
             None => None,
             Some(url) => Some(Arc::new(Shared {
                 buckets: SharedBuckets::new(url, settings.redis_timeout())?,
-                fallback: Local::new(
-                    partner.divided(settings.instances),
-                    address.divided(settings.instances),
-                ),
+                fallback: Local::new(partner.divided(instances), address.divided(instances)),
                 in_use: AtomicBool::new(true),
                 background: background.clone(),
             })),

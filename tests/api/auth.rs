@@ -1,7 +1,7 @@
 //! Authentication and partner isolation (SPEC §4): every rejection is the same 401 envelope
 //! with `WWW-Authenticate: Bearer`, whatever its cause.
 
-use agent_api::config::{KeyAlgorithm, KeySettings, Settings};
+use agent_api::config::{KeySettings, PublicKeySettings, Settings};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
@@ -22,19 +22,16 @@ pub fn pem(file: &str) -> Vec<u8> {
 
 /// The HS256 secret plus an RS256, an ES256 and an EdDSA public key, by kid.
 pub fn with_public_keys(settings: &mut Settings) {
-    for (kid, algorithm, file) in [
-        ("rsa", KeyAlgorithm::RS256, "rsa.pub.pem"),
-        ("ec", KeyAlgorithm::ES256, "ec.pub.pem"),
-        ("ed", KeyAlgorithm::EdDSA, "ed25519.pub.pem"),
-    ] {
-        settings.auth.keys.push(KeySettings {
-            kid: kid.into(),
-            algorithm,
-            secret: None,
-            public_key: Some(key_path(file)),
-            private_key: None,
-        });
-    }
+    let public = |kid: &str, file| PublicKeySettings {
+        kid: kid.into(),
+        public_key: key_path(file),
+        private_key: None,
+    };
+    settings.auth.keys.extend([
+        KeySettings::RS256(public("rsa", "rsa.pub.pem")),
+        KeySettings::ES256(public("ec", "ec.pub.pem")),
+        KeySettings::EdDSA(public("ed", "ed25519.pub.pem")),
+    ]);
 }
 
 pub fn now() -> i64 {

@@ -60,9 +60,14 @@ async fn seed_demo_restores_edited_demo_rows(pool: PgPool) {
 
 #[test]
 fn a_bad_setting_refuses_to_start_with_one_line_naming_it() {
+    // Each named as operators set it, by its variable.
     let cases = [
-        ("APP__SERVER__PORT", "eighty", "server.port"),
-        ("APP__LEGACY__CALLERLINE", "sometimes", "legacy.callerline"),
+        ("APP__SERVER__PORT", "eighty", "APP__SERVER__PORT"),
+        (
+            "APP__LEGACY__CALLERLINE",
+            "sometimes",
+            r#"APP__LEGACY__CALLERLINE: "sometimes" is not one of auto, on, off"#,
+        ),
         (
             "APP__AUTH__JWT_SECRET",
             "too-short",
@@ -71,7 +76,12 @@ fn a_bad_setting_refuses_to_start_with_one_line_naming_it() {
         (
             "APP__API__DISPLAY_TIMEZONE",
             "Moon/Base",
-            "display_timezone",
+            "APP__API__DISPLAY_TIMEZONE",
+        ),
+        (
+            "APP__RATE_LIMIT__INSTANSES",
+            "2",
+            "APP__RATE_LIMIT__INSTANSES is not a setting",
         ),
     ];
     for (name, value, named) in cases {
