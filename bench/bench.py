@@ -16,6 +16,8 @@ hostile: what unauthenticated, hostile traffic costs the service, one figure per
        (`--binary` to measure another build, an older release say).
 scale: one instance, one behind HAProxy, two behind it, and two reading misses from a hot
        standby, cache on and off, on the same data.
+herd:  what a cold instance costs the database: 64 requests at once for one cold page, and
+       a restart under 500 partners' load (`--binary` to compare another build).
 """
 
 import argparse
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 
 from kit import (BIN, Service, app_env, list_statement, log, pgbench, prepare_database, psql,
                  run, scenario_rows, targets, url_with_database, wrk)
+from herd import herd
 from hostile import hostile
 from scale import scale
 from writer import Writer
@@ -227,8 +230,8 @@ def bulk(args, admin_url):
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["load", "soak", "bulk", "hostile", "scale"])
-    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("mode", choices=["load", "soak", "bulk", "hostile", "scale", "herd"])
+    parser.add_argument("--lines", type=int)
     parser.add_argument("--connections", type=int)
     parser.add_argument("--seconds", type=int)
     parser.add_argument("--warmup", type=int, default=5)
@@ -242,15 +245,16 @@ def main():
     parser.add_argument("--accept-encoding", choices=["gzip", "br"],
                         help="send Accept-Encoding, as most HTTP clients do (default: none)")
     parser.add_argument("--reload", action="store_true", help="regenerate the data set")
-    parser.add_argument("--binary", help="hostile: the agent-api binary to measure")
+    parser.add_argument("--binary", help="hostile, herd: another agent-api binary to measure")
     args = parser.parse_args()
     args.connections = args.connections or (64 if args.mode == "soak" else 32)
     args.seconds = args.seconds or (60 if args.mode == "soak" else 15)
+    args.lines = args.lines or (2_000_000 if args.mode == "herd" else 1_000_000)
     if args.mode in ("bulk", "hostile"):
         (bulk if args.mode == "bulk" else hostile)(args, os.environ["DATABASE_URL"])
         return
     database_url = prepare_database(os.environ["DATABASE_URL"], args.lines, args.reload)
-    {"load": load, "soak": soak, "scale": scale}[args.mode](args, database_url)
+    {"load": load, "soak": soak, "scale": scale, "herd": herd}[args.mode](args, database_url)
 
 
 if __name__ == "__main__":

@@ -102,7 +102,7 @@ def targets(rows, issue_times=1):
 class Service:
     """`agent-api serve` on a free loopback port, with production settings but the rate limit."""
 
-    def __init__(self, database_url, pool_size, log_level, listing_cache, **extra):
+    def __init__(self, database_url, pool_size, log_level, listing_cache, binary=BIN, **extra):
         self.port = free_port()
         self.ops_port = free_port()
         env = app_env(database_url, APP__SERVER__HOST="127.0.0.1", APP__SERVER__PORT=self.port,
@@ -111,7 +111,7 @@ class Service:
                       APP__DATABASE__MAX_CONNECTIONS=pool_size,
                       APP__LISTING_CACHE__ENABLED=str(listing_cache == "on").lower(), **extra)
         # Logs are formatted and written as in production, to /dev/null.
-        self.process = subprocess.Popen([BIN, "serve"], env=env, stdout=subprocess.DEVNULL)
+        self.process = subprocess.Popen([binary, "serve"], env=env, stdout=subprocess.DEVNULL)
         self.wait_ready()
 
     def wait_ready(self):
@@ -129,12 +129,21 @@ class Service:
         status = Path(f"/proc/{self.process.pid}/status").read_text()
         return int(re.search(rf"^{field}:\s+(\d+) kB", status, re.M).group(1))
 
+    def metrics(self):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.ops_port}/metrics") as response:
+            return response.read().decode()
+
     def cache_outcomes(self):
         """The listing cache's counters: {outcome: count}."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.ops_port}/metrics") as response:
-            text = response.read().decode()
         return {outcome: float(count) for outcome, count in re.findall(
-            r'^agent_api_listing_cache_total\{outcome="(\w+)"\} ([\d.]+)$', text, re.M)}
+            r'^agent_api_listing_cache_total\{outcome="(\w+)"\} ([\d.]+)$', self.metrics(),
+            re.M)}
+
+    def statements(self):
+        """Statements run so far: {statement: count}."""
+        return {name: float(count) for name, count in re.findall(
+            r'^agent_api_db_query_duration_seconds_count\{statement="(\w+)"\} ([\d.]+)$',
+            self.metrics(), re.M)}
 
     def stop(self):
         self.process.terminate()

@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use clap::{Parser, Subcommand};
-use sqlx::PgPool;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::clock::system_clock;
-use crate::config::Settings;
+use crate::config::{ConfigError, Settings};
 use crate::startup::Application;
 use crate::tokens::KeyRing;
 use crate::{store, telemetry, tls};
@@ -72,9 +73,13 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Migrate => {
             telemetry::init_stderr(&settings.log);
-            let pool = connect(&settings).await?;
-            store::migrate(&pool).await?;
-            tracing::info!("migrations applied");
+            let options = connect_options(&settings)?;
+            answering(&settings, &options, async || {
+                PgConnection::connect_with(&options).await?.close().await
+            })
+            .await?;
+            store::migrate::run(&options, &settings.migrate).await?;
+            tracing::info!("the database is at this build's schema");
             Ok(())
         }
         Command::SeedDemo => {
@@ -152,28 +157,87 @@ async fn next_whole_second() -> DateTime<Utc> {
     next
 }
 
-/// A pool once the database answers, waiting with backoff for up to
-/// `database.startup_wait_seconds` so a database still starting is not a crash loop.
+/// Something the operator must act on, said in one line: `main` exits 2 with it, as for a
+/// setting that is missing or unusable.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ActionNeeded(pub String);
+
+/// `DATABASE_URL`, parsed.
+fn connect_options(settings: &Settings) -> Result<PgConnectOptions, ConfigError> {
+    settings.database_url()?.parse().map_err(|error| {
+        ConfigError::about(
+            "database.url",
+            &format!("is not a usable Postgres URL: {error}"),
+        )
+    })
+}
+
+/// A pool once the database answers.
 async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
-    let pool = store::pool(settings.database_url()?, &settings.database)
-        .context("DATABASE_URL is not a usable Postgres URL")?;
-    let deadline = Instant::now() + Duration::from_secs(settings.database.startup_wait_seconds);
+    let options = connect_options(settings)?;
+    let pool = store::pool(settings.database_url()?, &settings.database)?;
+    answering(settings, &options, async || store::ping(&pool).await).await?;
+    Ok(pool)
+}
+
+/// Waits with backoff, up to `database.startup_wait_seconds`, for `attempt` to reach the
+/// database, so a database still starting is not a crash loop; but not on an answer that
+/// waiting cannot change (no such database, a refused password or certificate).
+async fn answering(
+    settings: &Settings,
+    options: &PgConnectOptions,
+    mut attempt: impl AsyncFnMut() -> Result<(), sqlx::Error>,
+) -> anyhow::Result<()> {
+    let database = format!(
+        "database {:?} at {}:{}",
+        options.get_database().unwrap_or("postgres"),
+        options.get_host(),
+        options.get_port()
+    );
+    let wait = Duration::from_secs(settings.database.startup_wait_seconds);
+    let deadline = Instant::now() + wait;
     let mut backoff = Duration::from_millis(250);
     loop {
-        match store::ping(&pool).await {
-            Ok(()) => return Ok(pool),
-            Err(error) if Instant::now() + backoff < deadline => {
-                tracing::warn!(error = %error, retry_in_ms = backoff.as_millis() as u64, "database not reachable yet");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-            Err(error) => {
-                return Err(error).context(format!(
-                    "database not reachable within {} s (database.startup_wait_seconds)",
-                    settings.database.startup_wait_seconds
-                ));
-            }
+        let error = match attempt().await {
+            Ok(()) => return Ok(()),
+            Err(error) => error,
+        };
+        let said = said(&error);
+        if !worth_waiting(&error) {
+            return Err(ActionNeeded(format!("the {database} refused: {said}")).into());
         }
+        if Instant::now() + backoff >= deadline {
+            return Err(ActionNeeded(format!(
+                "the {database} did not answer within {} s (APP__DATABASE__STARTUP_WAIT_SECONDS): {said}",
+                wait.as_secs()
+            ))
+            .into());
+        }
+        if backoff == Duration::from_millis(250) {
+            tracing::warn!(error = %said, "the {database} does not answer yet; waiting for it");
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Whether an error reaching the database may go away by itself: the server down or starting
+/// (refused, reset, timed out, "the database system is starting up"), as opposed to an answer.
+fn worth_waiting(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+        // 57P03: cannot connect now (starting up, shutting down, in recovery).
+        sqlx::Error::Database(database) => database.code().as_deref() == Some("57P03"),
+        _ => false,
+    }
+}
+
+/// What the database (or the way to it) said, in one line without Postgres's source locations.
+fn said(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Database(database) => database.message().to_string(),
+        other => other.to_string().replace('\n', " "),
     }
 }
 

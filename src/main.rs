@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use agent_api::cli::{self, Cli};
+use agent_api::cli::{self, ActionNeeded, Cli};
 use agent_api::config::{ConfigError, Settings};
 
 #[actix_web::main]
@@ -17,8 +17,12 @@ async fn main() -> ExitCode {
     };
     match cli::run(cli.command, settings).await {
         Ok(()) => ExitCode::SUCCESS,
-        // A setting the command needs is missing or unusable: one line naming it.
-        Err(error) if error.downcast_ref::<ConfigError>().is_some() => {
+        // A setting the command needs is missing or unusable, or something else the operator
+        // must act on: one line saying what.
+        Err(error)
+            if error.downcast_ref::<ConfigError>().is_some()
+                || error.downcast_ref::<ActionNeeded>().is_some() =>
+        {
             eprintln!("agent-api: {error}");
             ExitCode::from(2)
         }

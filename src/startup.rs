@@ -21,6 +21,7 @@ use crate::cache::{
 };
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::health::Health;
 use crate::http::response::asset::Reference;
 use crate::http::state::AppState;
 use crate::rate_limit::RateLimits;
@@ -60,6 +61,8 @@ impl Application {
         }
         follow_changes(&background, &pool, settings, &freshness, replicas.is_some())?;
         let cache = &settings.listing_cache;
+        let health = Arc::new(Health::default());
+        health.check(&pool).await;
         let state = web::Data::new(AppState {
             reads: Reads::new(pool.clone(), replicas),
             pool,
@@ -86,6 +89,7 @@ impl Application {
                 default_tenant::depends,
             )),
             freshness,
+            health,
             reference: Reference::new(&http::openapi::document(
                 settings.api.page_limits(),
                 settings.legacy.sunset_at,
@@ -101,6 +105,8 @@ impl Application {
         warmth.default_tenant().await;
         background.spawn(warmth.keep());
         background.spawn(housekeeping(state.clone().into_inner()));
+        let (health, pool) = (state.health.clone(), state.pool.clone());
+        background.spawn(async move { health.watch(pool).await });
         let api = api_server(settings, listener, state.clone())?;
         let ops_address = (settings.ops.host.as_str(), settings.ops.port);
         let ops_listener = TcpListener::bind(ops_address).with_context(|| {

@@ -72,7 +72,7 @@ impl Replicated {
     }
 
     async fn replica_state(&self) -> serde_json::Value {
-        let ready = json(self.app.get("/readyz").await).await;
+        let ready = json(self.app.ops_get("/readyz").await).await;
         ready["replicas"][0]["state"].clone()
     }
 

@@ -147,7 +147,8 @@ where
             }
             shares.insert(key.partner_id, held + weight);
         }
-        // A page too big for the cache is turned away through `ReturnShare` as well.
+        // quick_cache splits the bound across shards and admits no entry heavier than a shard's
+        // hot part; one it turns away is reported through `on_evict`, so its share comes back.
         self.pages.insert(
             key,
             Kept {

@@ -23,6 +23,9 @@ pub enum ApiError {
     RateLimited { retry_after_seconds: u64 },
     #[error("database unavailable")]
     Unavailable(#[source] sqlx::Error),
+    /// The database lacks migrations this build needs (said once in the log, not per request).
+    #[error("the database's schema is behind this build")]
+    SchemaBehind,
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
     #[error("no such endpoint")]
@@ -108,7 +111,7 @@ impl ApiError {
             Self::InvalidParameter(invalid) => (1001, invalid.0.as_str().into()),
             Self::TenantNotFound => (1004, "云节点不存在".into()),
             Self::RateLimited { .. } => (429, "请求过于频繁".into()),
-            Self::Unavailable(_) => (503, "服务暂不可用".into()),
+            Self::Unavailable(_) | Self::SchemaBehind => (503, "服务暂不可用".into()),
             Self::Internal(_) => (500, "服务器内部错误".into()),
             Self::NotFound => (404, "接口不存在".into()),
             Self::MethodNotAllowed => (405, "请求方法不允许".into()),
@@ -155,7 +158,7 @@ impl ResponseError for ApiError {
             Self::InvalidParameter(_) | Self::TenantNotFound => StatusCode::OK,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::SchemaBehind => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -180,7 +183,7 @@ impl ResponseError for ApiError {
             } => {
                 response.insert_header((header::RETRY_AFTER, retry_after_seconds.to_string()));
             }
-            Self::Unavailable(_) => {
+            Self::Unavailable(_) | Self::SchemaBehind => {
                 response.insert_header((header::RETRY_AFTER, UNAVAILABLE_RETRY_AFTER.to_string()));
             }
             Self::MethodNotAllowed => {

@@ -18,6 +18,8 @@ use futures_util::FutureExt;
 use tracing::{Instrument, Level};
 
 use super::error::{ApiError, Refusal};
+use super::state::AppState;
+use crate::store::schema::Schema;
 use crate::telemetry;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -142,6 +144,22 @@ fn method_label(method: &Method) -> &'static str {
         .iter()
         .find(|known| *known == method)
         .map_or("other", |known| known.as_str())
+}
+
+/// While the database lacks a migration this build needs, partners get the 503 envelope (with
+/// `Retry-After`) from every route, never a 500 from a statement that cannot run.
+pub async fn refuse_while_schema_behind(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let behind = request
+        .app_data::<actix_web::web::Data<AppState>>()
+        .is_some_and(|state| matches!(state.health.schema(), Schema::Behind { .. }));
+    if behind {
+        let response = ApiError::SchemaBehind.error_response();
+        return Ok(request.into_response(response));
+    }
+    Ok(next.call(request).await?.map_into_boxed_body())
 }
 
 /// Wraps each route's handler (not the app: routing needs the request unshared), turning a

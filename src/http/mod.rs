@@ -1,7 +1,9 @@
 //! The HTTP layer. `routes` below is the whole route table; each handler is a file of
-//! `routes/`, the parts every list response is made of are in `response/`, and the plumbing
-//! around the handlers sits beside them: extractors, the error envelope, middleware, rate
-//! limits, the OpenAPI reference and the shared state.
+//! `routes/`, what responses are made of is in `response/` (the list's body, its coding and
+//! validator, the reference's files), and the plumbing around the handlers sits beside them:
+//! extractors (the authenticated partner, checked against its rate limit from `rate_limit`),
+//! the error envelope, middleware, the client behind a balancer, the OpenAPI document and the
+//! shared state.
 
 pub mod client_address;
 pub mod error;
@@ -23,6 +25,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(
             web::scope("/agent-api")
                 .wrap(from_fn(response::etag::revalidate))
+                .wrap(from_fn(middleware::refuse_while_schema_behind))
                 .service(get("/tenant", read().to(tenants::list)))
                 .service(get(
                     "/tenant/{id}/callerline",
@@ -47,7 +50,7 @@ pub fn ops_routes(config: &mut web::ServiceConfig) {
     config
         .service(get("/metrics", read().to(ops::metrics)))
         .service(get("/healthz", read().to(ops::healthz)))
-        .service(get("/readyz", read().to(ops::readyz)));
+        .service(get("/readyz", read().to(ops::readyz_in_detail)));
 }
 
 /// GET, and HEAD, which answers what GET does without the body (RFC 9110 §9.3.2).

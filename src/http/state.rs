@@ -14,6 +14,7 @@ use crate::cache::{DefaultTenant, Freshness, Memory, PageKey, Pages, Standings};
 use crate::clock::Clock;
 use crate::config::LegacySettings;
 use crate::domain::query::{LineFilter, PageLimits, PageRequest};
+use crate::health::Health;
 use crate::rate_limit::RateLimits;
 use crate::store::reads::Reads;
 use crate::tokens::KeyRing;
@@ -48,6 +49,9 @@ pub struct AppState {
     pub pages: Option<ListingCache>,
     pub standings: Arc<Standings>,
     pub default_tenant: Arc<DefaultTenant>,
+    /// Whether the primary answers and the schema is this build's, kept current in the
+    /// background.
+    pub health: Arc<Health>,
     /// `/openapi.json` and `/docs`, each file made and compressed once.
     pub reference: Reference,
 }

@@ -38,11 +38,14 @@ async fn readiness_is_503_while_the_database_is_unreachable() {
     let started = Instant::now();
     let response = reqwest::get(format!("{address}/readyz")).await.unwrap();
     assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "answers within the acquire timeout"
+        started.elapsed() < Duration::from_secs(1),
+        "answers from what it knows, at once"
     );
+    assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["retry-after"], "1");
-    assert_eq!(assert_error(response, 503, 503).await, "服务暂不可用");
+    let body = json(response).await;
+    assert_eq!(body["status"], "not ready", "{body}");
+    assert_eq!(body["database"], "does not answer", "{body}");
     let health = reqwest::get(format!("{address}/healthz")).await.unwrap();
     assert_eq!(health.status(), 200, "the process itself is up");
 }

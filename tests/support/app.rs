@@ -121,6 +121,15 @@ impl TestApp {
         request.send().await.expect("request is answered")
     }
 
+    /// `path` on the operations listener (`/readyz` there says more).
+    pub async fn ops_get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.ops_address))
+            .send()
+            .await
+            .expect("the operations listener answers")
+    }
+
     /// `/metrics` from the operations listener, as Prometheus text.
     pub async fn metrics(&self) -> String {
         let response = self

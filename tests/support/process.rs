@@ -102,6 +102,36 @@ pub fn spawn_serve(database_url: &str, extra_env: &[(&str, &str)]) -> Serving {
     }
 }
 
+/// A child process killed when the test ends, or fails, so a stuck one never outlives it.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `command` to its end, within `within`; its exit status, stdout and stderr.
+pub fn finished(command: &mut Command, within: Duration) -> (ExitStatus, String, String) {
+    let mut running = Running(
+        command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let status = wait_for_exit(&mut running.0, within);
+    let read = |pipe: Option<&mut dyn std::io::Read>| {
+        let mut text = String::new();
+        pipe.map(|pipe| pipe.read_to_string(&mut text));
+        text
+    };
+    let stdout = read(running.0.stdout.as_mut().map(|p| p as &mut dyn std::io::Read));
+    let stderr = read(running.0.stderr.as_mut().map(|p| p as &mut dyn std::io::Read));
+    (status, stdout, stderr)
+}
+
 /// Sends SIGTERM, as an orchestrator stopping the service does.
 pub fn terminate(child: &Child) {
     let sent = Command::new("kill")

@@ -2,28 +2,39 @@
 
 use std::time::Duration;
 
-use actix_web::http::header::ContentType;
+use actix_web::http::header::{self, ContentType};
 use actix_web::{HttpResponse, web};
 
-use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::rate_limit::{RateLimits, Where};
 use crate::store;
+use crate::store::schema::Schema;
 
 /// The process is up.
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
-/// The database answers; 503 (with `Retry-After`) while it does not. The body also says
-/// whether list pages are being cached (`live`; `bypassed` while the change feed is not proven
-/// to hear, every read then going to the database; or `disabled`), and where the rate limits'
-/// buckets are (`local` to this process, `shared` in Redis, `fallback` to this process's share
-/// while Redis does not answer, or `off`).
-pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    store::ping(&state.pool)
-        .await
-        .map_err(ApiError::Unavailable)?;
+/// Whether a balancer may send partners here, from what the instance already knows (no round
+/// trip per request: a stranger may ask as often as it likes): the primary answered within the
+/// last few seconds and the schema is this build's (or a newer release's). 503 with
+/// `Retry-After` otherwise, saying why. The body also says whether list pages are being cached
+/// (`live`; `bypassed` while the change feed is not proven to hear, every read then going to
+/// the database; or `disabled`), and where the rate limits' buckets are (`local` to this
+/// process, `shared` in Redis, `fallback` to this process's share while Redis does not answer,
+/// or `off`). The operations listener adds each standby's address and state, and the schema's
+/// versions.
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    readiness(&state, false)
+}
+
+pub async fn readyz_in_detail(state: web::Data<AppState>) -> HttpResponse {
+    readiness(&state, true)
+}
+
+fn readiness(state: &AppState, in_detail: bool) -> HttpResponse {
+    let database = state.health.database_answers();
+    let schema = state.health.schema();
     let listing_cache = match (&state.pages, state.freshness.is_trusted()) {
         (None, _) => "disabled",
         (Some(_), true) => "live",
@@ -35,21 +46,48 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         Some(Where::Shared) => "shared",
         Some(Where::Fallback) => "fallback",
     };
-    // Standbys are listed, not required: reads go to the primary while none is fit.
-    let replicas: Vec<_> = state
-        .reads
-        .replicas()
-        .map(|replicas| replicas.states())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(name, replica)| serde_json::json!({"replica": name, "state": replica.name()}))
-        .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "status": "ready",
+    let schema_fit = matches!(schema, Schema::Current | Schema::Ahead { .. });
+    let mut body = serde_json::json!({
+        "status": if database && schema_fit { "ready" } else { "not ready" },
+        "database": if database { "answers" } else { "does not answer" },
+        "schema": match &schema {
+            Schema::Unknown => "unknown",
+            Schema::Current => "current",
+            Schema::Ahead { .. } => "ahead",
+            Schema::Behind { .. } => "behind",
+        },
         "listing_cache": listing_cache,
         "rate_limit": rate_limit,
-        "replicas": replicas,
-    })))
+    });
+    match &schema {
+        Schema::Behind { missing } => {
+            body["missing_migrations"] = serde_json::json!(missing);
+            body["action"] = "run agent-api migrate".into();
+        }
+        Schema::Ahead { unknown } if in_detail => {
+            body["unknown_migrations"] = serde_json::json!(unknown);
+        }
+        _ => {}
+    }
+    if in_detail {
+        // Standbys are listed, not required: reads go to the primary while none is fit.
+        let replicas: Vec<_> = state
+            .reads
+            .replicas()
+            .map(|replicas| replicas.states())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, replica)| serde_json::json!({"replica": name, "state": replica.name()}))
+            .collect();
+        body["replicas"] = replicas.into();
+    }
+    if database && schema_fit {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .insert_header((header::RETRY_AFTER, "1"))
+            .json(body)
+    }
 }
 
 /// Prometheus text exposition.
