@@ -159,6 +159,17 @@ recreate_database() {
     -c "drop database if exists \"$1\"" -c "create database \"$1\"" >/dev/null
 }
 
+# Applies migrations/ to the database at $1 with psql, as sqlx applies them: each in one
+# transaction, but for those marked `-- no-transaction` (CREATE INDEX CONCURRENTLY).
+apply_migrations() {
+  local migration single
+  for migration in "$ROOT"/migrations/*.sql; do
+    single=-1
+    head -n 1 "$migration" | grep -q '^-- no-transaction' && single=
+    psql -q $single -v ON_ERROR_STOP=1 "$1" -f "$migration" >/dev/null
+  done
+}
+
 # The host:port/database a URL names, without its credentials.
 describe_url() {
   printf '%s' "$1" | sed -E 's#^[a-z]+://([^@/]*@)?([^/?]*)/?([^?]*).*#\3 on \2#'

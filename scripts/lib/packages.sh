@@ -32,3 +32,25 @@ install_wanted_packages() {
   rm -f "$output"
   WANTED_PACKAGES=()
 }
+
+# The Python tools the checks run, each pinned, in .data/venv (about 120 MB, removed with
+# .data): openapi-spec-validator and schemathesis (the reference check), squawk-cli (the
+# migration linter). Sets VENV.
+PYTHON_TOOLS=(openapi-spec-validator==0.9.0 schemathesis==4.32.5 squawk-cli==2.70.0)
+ensure_python_tools() {
+  VENV="$ROOT/.data/venv"
+  local tool missing=()
+  for tool in "${PYTHON_TOOLS[@]}"; do
+    "$VENV/bin/pip" show --quiet "${tool%%==*}" >/dev/null 2>&1 &&
+      [ "$("$VENV/bin/pip" show "${tool%%==*}" 2>/dev/null | sed -n 's/^Version: //p')" = "${tool##*==}" ] ||
+      missing+=("$tool")
+  done
+  [ "${#missing[@]}" -gt 0 ] || return 0
+  if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
+    want_package python3-venv "Python's venv, to install ${missing[*]} apart from the system"
+    install_wanted_packages
+  fi
+  log "needs ${missing[*]} from PyPI: installing into .data/venv"
+  [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "${missing[@]}"
+}
