@@ -251,8 +251,9 @@ async fn inspect(settings: &Settings, token: &str) -> anyhow::Result<()> {
             match settings.database_url() {
                 Err(_) => Ok("signature and claims valid (partner not checked: no DATABASE_URL)"),
                 Ok(_) => {
-                    let pool = connect(settings).await?;
-                    if store::partners::standing(&pool, verified.partner_id)
+                    let database =
+                        store::Database::new(connect(settings).await?, None, &settings.database);
+                    if store::partners::standing(&database, verified.partner_id)
                         .await?
                         .accepts(&verified)
                     {

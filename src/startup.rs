@@ -16,17 +16,15 @@ use sqlx::postgres::PgConnectOptions;
 
 use crate::background::Background;
 use crate::cache::standings::{self, Known};
-use crate::cache::{
-    DefaultTenant, Freshness, Keep, Memory, PageKey, Pages, Standings, default_tenant,
-};
+use crate::cache::{Freshness, Keep, Memory, PageKey, Pages, default_tenant};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::health::Health;
 use crate::http::response::asset::Reference;
 use crate::http::state::AppState;
 use crate::rate_limit::RateLimits;
+use crate::store::Database;
 use crate::store::changes::FeedSettings;
-use crate::store::reads::Reads;
 use crate::store::replicas::Replicas;
 use crate::tokens::KeyRing;
 use crate::{http, store, telemetry, tls};
@@ -57,15 +55,14 @@ impl Application {
         let freshness = Arc::new(Freshness::new(settings.listing_cache.max_staleness()));
         let replicas = Replicas::from_settings(&settings.database)?;
         if let Some(replicas) = &replicas {
-            replicas.watch(&background);
+            replicas.watch(&pool, &background).await;
         }
         follow_changes(&background, &pool, settings, &freshness, replicas.is_some())?;
         let cache = &settings.listing_cache;
         let health = Arc::new(Health::default());
         health.check(&pool).await;
         let state = web::Data::new(AppState {
-            reads: Reads::new(pool.clone(), replicas),
-            pool,
+            database: Database::new(pool.clone(), replicas, &settings.database),
             keys: KeyRing::from_settings(&settings.auth)?,
             page_limits: settings.api.page_limits(),
             display_timezone: settings.api.display_timezone,
@@ -100,12 +97,12 @@ impl Application {
             .freshness
             .trusted_within(settings.listing_cache.max_staleness())
             .await;
-        let warmth = Warmth::of(&state);
+        let warmth = Warmth(state.clone().into_inner());
         warmth.standings().await;
         warmth.default_tenant().await;
         background.spawn(warmth.keep());
         background.spawn(housekeeping(state.clone().into_inner()));
-        let (health, pool) = (state.health.clone(), state.pool.clone());
+        let health = state.health.clone();
         background.spawn(async move { health.watch(pool).await });
         let api = api_server(settings, listener, state.clone())?;
         let ops_address = (settings.ops.host.as_str(), settings.ops.port);
@@ -279,7 +276,7 @@ fn follow_changes(
         notify: (*pool.connect_options()).clone(),
         heartbeat: bound / 4,
         give_up_after: (bound * 2).max(Duration::from_secs(1)),
-        connect_within: Duration::from_secs(1),
+        connect_within: Duration::from_millis(settings.database.connect_timeout_ms),
         follow_positions,
     };
     let freshness = freshness.clone();
@@ -291,45 +288,33 @@ fn follow_changes(
 /// anew, and the default tenant read whenever a tenant may have moved it, so that neither the
 /// legacy route (even a stranger's answer names the successor, SPEC §3) nor a herd of partners
 /// arriving after a reconnect needs the database one request at a time.
-struct Warmth {
-    pool: PgPool,
-    freshness: Arc<Freshness>,
-    standings: Arc<Standings>,
-    default_tenant: Arc<DefaultTenant>,
-}
+struct Warmth(Arc<AppState>);
 
 impl Warmth {
-    fn of(state: &AppState) -> Self {
-        Self {
-            pool: state.pool.clone(),
-            freshness: state.freshness.clone(),
-            standings: state.standings.clone(),
-            default_tenant: state.default_tenant.clone(),
-        }
-    }
-
     /// Whether every partner's standing was read.
     async fn standings(&self) -> bool {
-        let ticket = self.freshness.ticket();
+        let state = &self.0;
+        let ticket = state.freshness.ticket();
         let limit = standings::MAX_PARTNERS as i64;
-        let Ok(all) = store::partners::all_standings(&self.pool, limit).await else {
+        let Ok(all) = store::partners::all_standings(&state.database, limit).await else {
             return false;
         };
         for (partner, standing) in all {
-            self.standings.keep(partner, standing, ticket);
+            state.standings.keep(partner, standing, ticket);
         }
         true
     }
 
     /// Whether the default tenant was read.
     async fn default_tenant(&self) -> bool {
-        let ticket = self.freshness.ticket();
+        let state = &self.0;
         let read = async |_| {
-            let id = store::tenants::default_tenant_id(&self.pool).await?;
+            let id = store::tenants::default_tenant_id(&state.database).await?;
             Ok::<_, sqlx::Error>((id, Keep::Yes))
         };
-        self.default_tenant
-            .read_and_keep(&(), ticket, read)
+        state
+            .default_tenant
+            .read_and_keep(&(), state.freshness.ticket(), read)
             .await
             .is_ok()
     }
@@ -337,8 +322,8 @@ impl Warmth {
     /// Reads again what the feed outdates; a failed read is tried again every second.
     async fn keep(self) {
         const RETRY: Duration = Duration::from_secs(1);
-        let mut relistened = self.freshness.relistened();
-        let mut tenants_outdated = self.freshness.tenants_outdated();
+        let mut relistened = self.0.freshness.relistened();
+        let mut tenants_outdated = self.0.freshness.tenants_outdated();
         let (mut standings_known, mut default_known) = (true, true);
         loop {
             tokio::select! {

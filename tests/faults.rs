@@ -467,3 +467,22 @@ async fn sigterm_exits_promptly_with_redis_frozen_the_database_down_and_a_standb
         started.elapsed()
     );
 }
+
+/// A primary that goes silent without closing (a frozen VM) enforces no statement_timeout of
+/// its own: the service gives a statement up at the timeout and a second, and answers 503.
+#[tokio::test]
+async fn a_frozen_primary_holds_no_request_past_the_statement_deadline() {
+    let (cluster, pool, partner, path) = cluster_with_one_line().await;
+    let app = TestApp::configured(pool.clone(), |s| {
+        quick_settings(s);
+        s.database.statement_timeout_ms = 300;
+    })
+    .await;
+    let authorization = format!("Bearer {}", app.token_for(partner));
+    assert_eq!(ask(&app, &authorization, &path).await.code, 200);
+    cluster.freeze();
+    let answer = ask(&app, &authorization, &format!("{path}?per_page=7")).await;
+    cluster.thaw();
+    assert_eq!((answer.status, answer.code), (503, 503), "{answer:?}");
+    assert!(answer.elapsed < Duration::from_millis(300) + MARGIN, "{answer:?}");
+}

@@ -267,6 +267,98 @@ async fn a_stopped_standby_is_passed_over_and_used_again_once_back() {
     replicated.assert_misses_are_read_on_the_standby(20).await;
 }
 
+/// A standby that goes silent without closing (its processes stopped: a frozen VM, a stalled
+/// disk) holds no read past the deadline: each goes to the primary, and the standby is passed
+/// over, said on /readyz, until it answers again.
+#[tokio::test]
+async fn a_frozen_standby_holds_no_read_past_its_deadline() {
+    const DEADLINE_MS: u64 = 400;
+    let replicated = Replicated::new(|s| {
+        s.database.replica_deadline_ms = DEADLINE_MS;
+        s.database.replica_retry_ms = 200;
+    })
+    .await;
+    replicated.assert_misses_are_read_on_the_standby(1).await;
+    replicated.replay("pg_wal_replay_resume").await;
+    replicated.await_standby().await;
+    replicated.standby.freeze();
+    let started = Instant::now();
+    let replicated = &replicated;
+    // Four pages missed at once, each its own read.
+    let names = futures_util::future::join_all((2..6).map(|per_page| async move {
+        let name = replicated.name(per_page).await;
+        (name, started.elapsed())
+    }))
+    .await;
+    for (name, took) in names {
+        assert_eq!(name, "probe", "read on the primary");
+        assert!(
+            took < Duration::from_millis(DEADLINE_MS) + Duration::from_secs(1),
+            "a miss took {took:?}"
+        );
+    }
+    assert_eq!(replicated.replica_state().await, "down");
+    replicated.standby.thaw();
+    eventually("the standby is ready again", || async {
+        replicated.replica_state().await == "ready"
+    })
+    .await;
+}
+
+/// A URL naming a server that is no standby of this primary (another cluster) is never read,
+/// whatever it holds: said once at start, and on /readyz.
+#[tokio::test]
+async fn a_server_that_is_no_standby_of_the_primary_is_never_read() {
+    let (tenant, partner) = (Uuid::new_v4(), Uuid::new_v4());
+    // Two clusters with the same schema and the same rows, but another name for the line.
+    let same_rows = async |cluster: &Cluster, line_name: &str| {
+        let pool = store::pool(&cluster.url(), &test_settings().database).unwrap();
+        MIGRATOR.run(&pool).await.unwrap();
+        sqlx::query("insert into tenants (id, name) values ($1, '云节点')")
+            .bind(tenant)
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("insert into users (id, type, name) values ($1, 'partner', '伙伴')")
+            .bind(partner)
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query(
+            "insert into caller_lines (tenant_id, partner_id, name, caller_number, call_line) \
+             values ($1, $2, $3, 'c', 1)",
+        )
+        .bind(tenant)
+        .bind(partner)
+        .bind(line_name)
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool
+    };
+    let primary = Cluster::create();
+    primary.start();
+    let pool = same_rows(&primary, "线路").await;
+    let stranger = Cluster::create();
+    stranger.start();
+    let stranger_pool = same_rows(&stranger, "别处的").await;
+    let stranger_url = stranger.url();
+    let app = TestApp::configured(pool.clone(), |s| {
+        s.database.replica_urls = vec![stranger_url.into()];
+    })
+    .await;
+    app.await_listing_cache("live").await;
+    let ready = json(app.ops_get("/readyz").await).await;
+    assert_eq!(ready["replicas"][0]["state"], "not a standby", "{ready}");
+    let path = format!("/agent-api/tenant/{tenant}/callerline");
+    for per_page in 1..10 {
+        let page = format!("{path}?per_page={per_page}");
+        let body = json(app.get_as(partner, &page).await).await;
+        assert_eq!(body["data"][0]["name"], "线路", "per_page={per_page}");
+    }
+    stranger_pool.close().await;
+}
+
 #[tokio::test]
 async fn serve_refuses_a_standby_as_its_primary_in_one_line() {
     let primary = Cluster::create();

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::store::announcements::Scope;
 use crate::store::changes::Change;
-use crate::store::reads::Watermark;
+use crate::store::database::Watermark;
 
 /// Scopes remembered at most; past it they are forgotten at once by a change of everything.
 const MAX_REMEMBERED_SCOPES: usize = 100_000;

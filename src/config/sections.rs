@@ -102,6 +102,12 @@ pub struct DatabaseSettings {
     pub replica_max_wait_ms: u64,
     /// How often a standby that is down or lagging is tried again.
     pub replica_retry_ms: u64,
+    /// A read on a standby (its connection, its wait for the watermark, its statement) that
+    /// has not finished this long after it began goes to the primary, and the standby is
+    /// passed over until a probe (bounded the same way) finds it fit.
+    pub replica_deadline_ms: u64,
+    /// How long a standby's connection, or the change feed's, may take to open.
+    pub connect_timeout_ms: u64,
     pub max_connections: u32,
     pub min_connections: u32,
     /// How long a request waits for a pooled connection before answering 503.
@@ -121,6 +127,8 @@ impl Default for DatabaseSettings {
             replica_max_connections: 10,
             replica_max_wait_ms: 20,
             replica_retry_ms: 1_000,
+            replica_deadline_ms: 500,
+            connect_timeout_ms: 1_000,
             max_connections: 10,
             min_connections: 1,
             acquire_timeout_ms: 2_000,

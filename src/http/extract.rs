@@ -75,7 +75,7 @@ async fn refuse(state: &AppState, request: &HttpRequest, rejection: Rejection) -
 /// primary: a replica may not have replayed a revocation yet), kept for the next request.
 async fn standing(state: &AppState, token: PartnerToken) -> Result<Standing, ApiError> {
     let read = async |_| {
-        let standing = store::partners::standing(&state.pool, token.partner_id).await?;
+        let standing = store::partners::standing(&state.database, token.partner_id).await?;
         Ok::<_, ApiError>((standing, Keep::Yes))
     };
     let (standing, _) = state.standings.get_or_read(&token.partner_id, read).await?;
@@ -110,7 +110,7 @@ impl FromRequest for DefaultTenant {
         let state = app_state(request).clone();
         Box::pin(async move {
             let read = async |_| {
-                let id = store::tenants::default_tenant_id(&state.pool).await?;
+                let id = store::tenants::default_tenant_id(&state.database).await?;
                 Ok::<_, ApiError>((id, Keep::Yes))
             };
             let (id, _) = state.default_tenant.get_or_read(&(), read).await?;

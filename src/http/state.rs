@@ -6,7 +6,6 @@ use std::sync::Arc;
 use chrono_tz::Tz;
 use ipnet::IpNet;
 use metrics_exporter_prometheus::PrometheusHandle;
-use sqlx::PgPool;
 
 use super::response::asset::Reference;
 use super::response::encoding::{Coding, EncodedPage};
@@ -16,7 +15,7 @@ use crate::config::LegacySettings;
 use crate::domain::query::{LineFilter, PageLimits, PageRequest};
 use crate::health::Health;
 use crate::rate_limit::RateLimits;
-use crate::store::reads::Reads;
+use crate::store::Database;
 use crate::tokens::KeyRing;
 
 /// What, besides its partner and tenant, makes a kept caller-line page.
@@ -30,10 +29,8 @@ pub struct LinePage {
 pub type ListingCache = Memory<PageKey<LinePage>, EncodedPage, Pages<LinePage, EncodedPage>>;
 
 pub struct AppState {
-    /// The primary.
-    pub pool: PgPool,
-    /// Where cache-miss lists are read: a caught-up standby, or the primary.
-    pub reads: Reads,
+    /// The primary, and the standbys cache-miss lists are read on.
+    pub database: Database,
     pub keys: KeyRing,
     pub page_limits: PageLimits,
     pub display_timezone: Tz,

@@ -4,11 +4,8 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use sqlx::PgPool;
-
 use super::Error;
-use super::pool::{on_connection, timed};
-use super::reads::{Reads, Watermark};
+use super::database::{Database, Watermark};
 use crate::domain::caller_lines::{CallerLine, LineUser, UserType};
 use crate::domain::page::Listing;
 use crate::domain::partners::PartnerToken;
@@ -48,7 +45,7 @@ struct Row {
 /// `None` when the tenant is missing or soft-deleted (or `tenant_id` names none). Read on a
 /// standby that has replayed to `watermark`, or on the primary.
 pub async fn list(
-    reads: &Reads,
+    database: &Database,
     watermark: Watermark,
     token: PartnerToken,
     tenant_id: Option<Uuid>,
@@ -63,11 +60,11 @@ pub async fn list(
     //   of 100,000 lines costs what the first does;
     // - rows are filtered by the path's ids directly (index conditions the planner can see);
     //   a rejected partner or missing tenant discards them in `assemble`.
-    let mut connection = reads.connection(watermark).await?;
-    let rows = timed(&mut connection, "list_caller_lines", async |connection| {
-        sqlx::query_as!(
-            Row,
-            r#"
+    let rows = database
+        .read(watermark, "list_caller_lines", async |connection| {
+            sqlx::query_as!(
+                Row,
+                r#"
         with partner as (select token_partner($1, $2) as id),
         tenant as (select id, name from tenants where id = $3 and deleted_at is null),
         counted as (
@@ -128,34 +125,35 @@ pub async fn list(
         left join users u on u.id = l.user_id and u.owner_id = l.partner_id
         order by l.created_at, l.id
         "#,
-            token.partner_id,
-            token.issued_at,
-            tenant_id,
-            filter.user_id,
-            filter.unused,
-            page.per_page,
-            page.offset(),
-        )
-        .fetch_all(connection)
-        .await
-    })
-    .await?;
+                token.partner_id,
+                token.issued_at,
+                tenant_id,
+                filter.user_id,
+                filter.unused,
+                page.per_page,
+                page.offset(),
+            )
+            .fetch_all(connection)
+            .await
+        })
+        .await?;
     assemble(tenant_id, rows)
 }
 
 /// The most count rows any (partner, tenant) pair holds: what a `total` sums, kept small by the
 /// triggers' folding (migrations 0800, 1200); a number that grows says folding has stopped.
-pub async fn most_count_rows_of_a_pair(pool: &PgPool) -> Result<i64, sqlx::Error> {
-    on_connection(pool, "most_count_rows_of_a_pair", async |connection| {
-        sqlx::query_scalar!(
-            r#"select coalesce(max(rows), 0) as "rows!" from (
+pub async fn most_count_rows_of_a_pair(database: &Database) -> Result<i64, sqlx::Error> {
+    database
+        .on_primary("most_count_rows_of_a_pair", async |connection| {
+            sqlx::query_scalar!(
+                r#"select coalesce(max(rows), 0) as "rows!" from (
                    select count(*) as rows from caller_line_count_deltas
                    group by partner_id, tenant_id) as per_pair"#
-        )
-        .fetch_one(connection)
+            )
+            .fetch_one(connection)
+            .await
+        })
         .await
-    })
-    .await
 }
 
 /// Rebuilds the flat rows into the domain's nested lines.

@@ -4,15 +4,16 @@
 pub mod announcements;
 pub mod caller_lines;
 pub mod changes;
+pub mod database;
 pub mod demo;
 pub mod migrate;
 pub mod partners;
 mod pool;
-pub mod reads;
 pub mod replicas;
 pub mod schema;
 pub mod tenants;
 
+pub use database::Database;
 pub use pool::{ping, pool};
 
 use crate::config::ConfigError;

@@ -1,23 +1,23 @@
 //! The partner behind a token, as `users` says (SPEC §4).
 
-use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::pool::on_connection;
+use super::database::Database;
 use crate::domain::partners::Standing;
 
 /// Whether `partner`'s tokens are accepted, and from when: a partner, not deleted.
-pub async fn standing(pool: &PgPool, partner: Uuid) -> Result<Standing, sqlx::Error> {
-    let row = on_connection(pool, "partner_standing", async |connection| {
-        sqlx::query!(
-            r#"select type = 'partner' and deleted_at is null as "active!", tokens_valid_after
+pub async fn standing(database: &Database, partner: Uuid) -> Result<Standing, sqlx::Error> {
+    let row = database
+        .on_primary("partner_standing", async |connection| {
+            sqlx::query!(
+                r#"select type = 'partner' and deleted_at is null as "active!", tokens_valid_after
                from users where id = $1"#,
-            partner,
-        )
-        .fetch_optional(connection)
-        .await
-    })
-    .await?;
+                partner,
+            )
+            .fetch_optional(connection)
+            .await
+        })
+        .await?;
     Ok(row.map_or(Standing::Rejected, |row| {
         Standing::of(row.active, row.tokens_valid_after)
     }))
@@ -26,19 +26,20 @@ pub async fn standing(pool: &PgPool, partner: Uuid) -> Result<Standing, sqlx::Er
 /// Every partner's standing (at most `limit` partners), in one statement: what memory is filled
 /// with when the feed listens anew, rather than by one statement per partner as they arrive.
 pub async fn all_standings(
-    pool: &PgPool,
+    database: &Database,
     limit: i64,
 ) -> Result<Vec<(Uuid, Standing)>, sqlx::Error> {
-    let rows = on_connection(pool, "all_partner_standings", async |connection| {
-        sqlx::query!(
-            r#"select id, deleted_at is null as "active!", tokens_valid_after
+    let rows = database
+        .on_primary("all_partner_standings", async |connection| {
+            sqlx::query!(
+                r#"select id, deleted_at is null as "active!", tokens_valid_after
                from users where type = 'partner' order by id limit $1"#,
-            limit,
-        )
-        .fetch_all(connection)
-        .await
-    })
-    .await?;
+                limit,
+            )
+            .fetch_all(connection)
+            .await
+        })
+        .await?;
     Ok(rows
         .into_iter()
         .map(|row| (row.id, Standing::of(row.active, row.tokens_valid_after)))

@@ -57,16 +57,6 @@ pub(super) fn pool_options(max_connections: u32, settings: &DatabaseSettings) ->
         })
 }
 
-/// Runs one statement on a pooled connection of `pool`, timed as `timed` says.
-pub(super) async fn on_connection<T>(
-    pool: &PgPool,
-    statement: &'static str,
-    query: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
-) -> Result<T, sqlx::Error> {
-    let mut connection = acquire(pool).await?;
-    timed(&mut connection, statement, query).await
-}
-
 /// A pooled connection, recording how long it was waited for
 /// (`agent_api_db_pool_acquire_seconds`, and `agent_api_db_pool_waiting` meanwhile).
 pub(super) async fn acquire(pool: &PgPool) -> Result<PoolConnection<Postgres>, sqlx::Error> {

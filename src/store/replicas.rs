@@ -1,24 +1,26 @@
 //! Hot standbys (`DATABASE_REPLICA_URLS`) that take the list statement of cache misses. A standby
 //! may lag the primary, so a read goes to one only once it has replayed past the watermark: the
 //! primary's WAL position after the last change this instance has heard of (`cache::Freshness`).
-//! No page older than a change the instance knows of is then served or kept. A standby that lags
-//! past `replica_max_wait_ms`, is down or refuses connections is passed over (the read goes to
-//! the primary) and probed every `replica_retry_ms` until it is fit again.
+//! No page older than a change the instance knows of is then served or kept.
+//!
+//! A standby is read only while it is one of this primary's (the same system identifier, in
+//! recovery): a URL naming another server, or a standby since promoted, is never read. One
+//! that lags past `replica_max_wait_ms`, is down, or does not finish a read within
+//! `replica_deadline_ms` (a frozen VM, a firewall dropping its flow) is passed over (the read
+//! goes to the primary) and probed every `replica_retry_ms`, each probe bounded the same way,
+//! until it is fit again.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use secrecy::ExposeSecret;
-use sqlx::pool::PoolConnection;
-use sqlx::{PgConnection, PgPool, Postgres};
+use sqlx::{PgConnection, PgPool};
 
+use super::database::bounded;
 use super::pool::{pool_options, session_options};
 use crate::background::Background;
 use crate::config::{ConfigError, DatabaseSettings};
-
-/// How long a read waits for a standby's connection before passing it over.
-const CONNECT_WITHIN: Duration = Duration::from_millis(250);
 
 /// How often a standby that is behind is asked again how far it has replayed.
 const POLL_EVERY: Duration = Duration::from_millis(2);
@@ -28,8 +30,10 @@ pub enum ReplicaState {
     Ready,
     /// Was behind the watermark longer than a read may wait; passed over until it catches up.
     Lagging,
-    /// Refused or failed a connection; passed over until it answers.
+    /// Refused, failed or did not answer in time; passed over until it answers.
     Down,
+    /// Another server than a standby of this primary (a foreign one, or one promoted).
+    NotAStandby,
 }
 
 impl ReplicaState {
@@ -38,6 +42,7 @@ impl ReplicaState {
             Self::Ready => "ready",
             Self::Lagging => "lagging",
             Self::Down => "down",
+            Self::NotAStandby => "not a standby",
         }
     }
 
@@ -45,7 +50,8 @@ impl ReplicaState {
         match number {
             0 => Self::Ready,
             1 => Self::Lagging,
-            _ => Self::Down,
+            2 => Self::Down,
+            _ => Self::NotAStandby,
         }
     }
 }
@@ -53,11 +59,13 @@ impl ReplicaState {
 /// Why a read went to the primary rather than a standby.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PassedOver {
-    /// None is ready: every standby is down or lagging.
+    /// None is ready.
     NoneReady,
     Down,
     /// It had not replayed to the watermark within the wait.
     Behind,
+    /// It is no standby any more (promoted).
+    NotAStandby,
 }
 
 impl PassedOver {
@@ -66,6 +74,7 @@ impl PassedOver {
             Self::NoneReady => "no_replica_ready",
             Self::Down => "replica_down",
             Self::Behind => "replica_behind",
+            Self::NotAStandby => "not_a_standby",
         }
     }
 }
@@ -86,7 +95,13 @@ impl Replica {
 
     fn set(&self, state: ReplicaState) {
         if self.state.swap(state as u8, Ordering::SeqCst) != state as u8 {
-            tracing::info!(replica = %self.name, state = state.name(), "replica state");
+            match state {
+                ReplicaState::NotAStandby => tracing::error!(
+                    replica = %self.name,
+                    "DATABASE_REPLICA_URLS names a server that is not a standby of this primary: never read"
+                ),
+                _ => tracing::info!(replica = %self.name, state = state.name(), "replica state"),
+            }
             metrics::gauge!("agent_api_db_replica_state", "replica" => self.name.clone())
                 .set(f64::from(state as u8));
         }
@@ -97,7 +112,10 @@ pub struct Replicas {
     replicas: Vec<Replica>,
     next: AtomicUsize,
     max_wait: Duration,
+    deadline: Duration,
     retry_every: Duration,
+    /// The primary's system identifier: what makes a server one of its standbys.
+    system: AtomicU64,
 }
 
 impl Replicas {
@@ -111,18 +129,20 @@ impl Replicas {
             .iter()
             .map(|url| {
                 let options = session_options(url.expose_secret(), settings).map_err(|error| {
-                    ConfigError(format!(
-                        "DATABASE_REPLICA_URLS holds a URL that is not usable: {error}"
-                    ))
+                    ConfigError::about(
+                        "database.replica_urls",
+                        &format!("holds a URL that is not usable: {error}"),
+                    )
                 })?;
                 let name = format!("{}:{}", options.get_host(), options.get_port());
                 let pool = pool_options(settings.replica_max_connections, settings)
-                    .acquire_timeout(CONNECT_WITHIN)
+                    .acquire_timeout(Duration::from_millis(settings.connect_timeout_ms))
                     .connect_lazy_with(options);
                 Ok(Replica {
                     name,
                     pool,
-                    state: AtomicU8::new(ReplicaState::Ready as u8),
+                    // Unproven until the first probe says it is one of the primary's.
+                    state: AtomicU8::new(ReplicaState::Down as u8),
                     catch_up_to: AtomicU64::new(0),
                 })
             })
@@ -131,7 +151,9 @@ impl Replicas {
             replicas,
             next: AtomicUsize::new(0),
             max_wait: Duration::from_millis(settings.replica_max_wait_ms),
+            deadline: Duration::from_millis(settings.replica_deadline_ms),
             retry_every: Duration::from_millis(settings.replica_retry_ms),
+            system: AtomicU64::new(0),
         })))
     }
 
@@ -143,40 +165,82 @@ impl Replicas {
             .collect()
     }
 
-    /// A connection of a ready standby that has replayed at least to `watermark`, waiting for it
-    /// up to `replica_max_wait_ms`.
-    pub async fn connection(&self, watermark: u64) -> Result<PoolConnection<Postgres>, PassedOver> {
+    /// Runs `statement` on a ready standby that has replayed at least to `watermark` (waiting
+    /// for it up to `replica_max_wait_ms`), all within `replica_deadline_ms`.
+    pub async fn read<T>(
+        &self,
+        watermark: u64,
+        statement: &'static str,
+        query: &impl AsyncFn(&mut PgConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, PassedOver> {
+        let started = Instant::now();
         let count = self.replicas.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let replica = (0..count)
             .map(|offset| &self.replicas[(start + offset) % count])
             .find(|replica| replica.state() == ReplicaState::Ready)
             .ok_or(PassedOver::NoneReady)?;
-        let Ok(mut connection) = replica.pool.acquire().await else {
+        let down = || {
             replica.set(ReplicaState::Down);
-            return Err(PassedOver::Down);
+            PassedOver::Down
         };
+        let connection = tokio::time::timeout(self.deadline, replica.pool.acquire())
+            .await
+            .map_err(|_| down())?
+            .map_err(|_| down())?;
+        let left = self.deadline.saturating_sub(started.elapsed());
+        let read = async |connection: &mut PgConnection| match self
+            .caught_up(connection, watermark)
+            .await?
+        {
+            Ok(()) => query(connection).await.map(Ok),
+            Err(passed_over) => Ok(Err(passed_over)),
+        };
+        match bounded(connection, left, statement, read).await {
+            Some(Ok(Ok(value))) => Ok(value),
+            Some(Ok(Err(PassedOver::Behind))) => {
+                replica.catch_up_to.fetch_max(watermark, Ordering::SeqCst);
+                replica.set(ReplicaState::Lagging);
+                Err(PassedOver::Behind)
+            }
+            Some(Ok(Err(passed_over))) => {
+                replica.set(ReplicaState::NotAStandby);
+                Err(passed_over)
+            }
+            Some(Err(_)) | None => Err(down()),
+        }
+    }
+
+    /// Whether the standby behind `connection` replays to `watermark` within the wait.
+    async fn caught_up(
+        &self,
+        connection: &mut PgConnection,
+        watermark: u64,
+    ) -> Result<Result<(), PassedOver>, sqlx::Error> {
         let deadline = Instant::now() + self.max_wait;
         loop {
-            match replayed(&mut connection).await {
-                Err(_) => {
-                    replica.set(ReplicaState::Down);
-                    return Err(PassedOver::Down);
-                }
-                Ok(position) if position >= watermark => return Ok(connection),
-                Ok(_) if Instant::now() >= deadline => {
-                    replica.catch_up_to.fetch_max(watermark, Ordering::SeqCst);
-                    replica.set(ReplicaState::Lagging);
-                    return Err(PassedOver::Behind);
-                }
-                Ok(_) => tokio::time::sleep(POLL_EVERY).await,
+            match replayed(connection).await? {
+                None => return Ok(Err(PassedOver::NotAStandby)),
+                Some(position) if position >= watermark => return Ok(Ok(())),
+                Some(_) if Instant::now() >= deadline => return Ok(Err(PassedOver::Behind)),
+                Some(_) => tokio::time::sleep(POLL_EVERY).await,
             }
         }
     }
 
-    /// Probes the standbys that are passed over, every `replica_retry_ms`.
-    pub fn watch(self: &Arc<Self>, background: &Background) {
-        let replicas = Arc::downgrade(self);
+    /// Learns the primary's system identifier, then probes every standby once, so that a URL
+    /// naming another server is refused now, in one line, and probes the ones passed over every
+    /// `replica_retry_ms` from then on.
+    pub async fn watch(self: &Arc<Self>, primary: &PgPool, background: &Background) {
+        if let Ok(Ok(system)) =
+            tokio::time::timeout(self.deadline, system_identifier(primary)).await
+        {
+            self.system.store(system, Ordering::SeqCst);
+        }
+        for replica in &self.replicas {
+            self.probe(replica, primary).await;
+        }
+        let (replicas, primary) = (Arc::downgrade(self), primary.clone());
         let every = self.retry_every;
         background.spawn(async move {
             loop {
@@ -185,36 +249,61 @@ impl Replicas {
                     return;
                 };
                 for replica in &replicas.replicas {
-                    replicas.probe(replica).await;
+                    if replica.state() != ReplicaState::Ready {
+                        replicas.probe(replica, &primary).await;
+                    }
                 }
             }
         });
     }
 
-    async fn probe(&self, replica: &Replica) {
-        if replica.state() == ReplicaState::Ready {
-            return;
+    async fn probe(&self, replica: &Replica, primary: &PgPool) {
+        if self.system.load(Ordering::SeqCst) == 0
+            && let Ok(Ok(system)) =
+                tokio::time::timeout(self.deadline, system_identifier(primary)).await
+        {
+            self.system.store(system, Ordering::SeqCst);
         }
-        let position = match replica.pool.acquire().await {
-            Ok(mut connection) => replayed(&mut connection).await,
-            Err(error) => Err(error),
-        };
-        match position {
-            Err(_) => replica.set(ReplicaState::Down),
-            Ok(position) if position >= replica.catch_up_to.load(Ordering::SeqCst) => {
-                replica.set(ReplicaState::Ready)
+        let looked = tokio::time::timeout(self.deadline, async {
+            let mut connection = replica.pool.acquire().await?;
+            let system = system_identifier(&mut *connection).await?;
+            let replayed = replayed(&mut connection).await?;
+            Ok::<_, sqlx::Error>((system, replayed))
+        })
+        .await;
+        let state = match looked {
+            Ok(Ok((system, replayed))) => {
+                let known = self.system.load(Ordering::SeqCst);
+                match replayed {
+                    _ if known == 0 => ReplicaState::Down,
+                    _ if system != known => ReplicaState::NotAStandby,
+                    None => ReplicaState::NotAStandby,
+                    Some(position) if position >= replica.catch_up_to.load(Ordering::SeqCst) => {
+                        ReplicaState::Ready
+                    }
+                    Some(_) => ReplicaState::Lagging,
+                }
             }
-            Ok(_) => replica.set(ReplicaState::Lagging),
-        }
+            _ => ReplicaState::Down,
+        };
+        replica.set(state);
     }
 }
 
-/// How far a standby has replayed, in WAL bytes. A server that is not in recovery (a primary,
-/// a promoted standby) has everything it holds, so it counts as caught up.
-async fn replayed(connection: &mut PgConnection) -> Result<u64, sqlx::Error> {
+/// The server's system identifier: a standby's is its primary's.
+async fn system_identifier<'c>(executor: impl sqlx::PgExecutor<'c>) -> Result<u64, sqlx::Error> {
+    let system: i64 = sqlx::query_scalar("select system_identifier from pg_control_system()")
+        .fetch_one(executor)
+        .await?;
+    Ok(system as u64)
+}
+
+/// How far a standby has replayed, in WAL bytes; `None` for a server not in recovery (a
+/// primary, a promoted standby), which is no standby at all.
+async fn replayed(connection: &mut PgConnection) -> Result<Option<u64>, sqlx::Error> {
     let position: Option<i64> =
         sqlx::query_scalar("select (pg_last_wal_replay_lsn() - '0/0')::bigint")
             .fetch_one(connection)
             .await?;
-    Ok(position.map_or(u64::MAX, |position| position as u64))
+    Ok(position.map(|position| position as u64))
 }

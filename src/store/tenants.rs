@@ -1,28 +1,28 @@
 //! Tenants: the default one (legacy route, SPEC §3) and a partner's list (SPEC §2b).
 
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::Error;
-use super::pool::on_connection;
+use super::database::Database;
 use crate::domain::page::Listing;
 use crate::domain::partners::PartnerToken;
 use crate::domain::query::PageRequest;
 use crate::domain::tenants::TenantSummary;
 
 /// The non-deleted default tenant's id, if there is one.
-pub async fn default_tenant_id(pool: &PgPool) -> Result<Option<Uuid>, sqlx::Error> {
-    on_connection(pool, "default_tenant_id", async |connection| {
-        sqlx::query_scalar!("select id from tenants where is_default and deleted_at is null")
-            .fetch_optional(connection)
-            .await
-    })
-    .await
+pub async fn default_tenant_id(database: &Database) -> Result<Option<Uuid>, sqlx::Error> {
+    database
+        .on_primary("default_tenant_id", async |connection| {
+            sqlx::query_scalar!("select id from tenants where is_default and deleted_at is null")
+                .fetch_optional(connection)
+                .await
+        })
+        .await
 }
 
 /// The partner's tenants (SPEC §2b), one page of them.
 pub async fn list_for_partner(
-    pool: &PgPool,
+    database: &Database,
     token: PartnerToken,
     page: PageRequest,
 ) -> Result<Listing<TenantSummary>, Error> {
@@ -33,10 +33,11 @@ pub async fn list_for_partner(
         name: Option<String>,
         is_default: Option<bool>,
     }
-    let rows = on_connection(pool, "list_tenants", async |connection| {
-        sqlx::query_as!(
-            Row,
-            r#"
+    let rows = database
+        .on_primary("list_tenants", async |connection| {
+            sqlx::query_as!(
+                Row,
+                r#"
         with partner as (select token_partner($1, $2) as id),
         visible as (
             select t.id, t.name, t.is_default, t.created_at from tenants t
@@ -58,15 +59,15 @@ pub async fn list_for_partner(
         left join page p on true
         order by p.created_at, p.id
         "#,
-            token.partner_id,
-            token.issued_at,
-            page.per_page,
-            page.offset(),
-        )
-        .fetch_all(connection)
-        .await
-    })
-    .await?;
+                token.partner_id,
+                token.issued_at,
+                page.per_page,
+                page.offset(),
+            )
+            .fetch_all(connection)
+            .await
+        })
+        .await?;
     let Some(first) = rows.first().filter(|row| row.partner_ok) else {
         return Err(Error::PartnerRejected);
     };

@@ -97,6 +97,34 @@ impl Cluster {
             .arg("stop"));
     }
 
+    /// Stops every process of the cluster without closing anything (`SIGSTOP`), as a frozen VM
+    /// or a stalled disk does; `thaw` lets them run again.
+    pub fn freeze(&self) {
+        self.signal_all("-STOP");
+    }
+
+    pub fn thaw(&self) {
+        self.signal_all("-CONT");
+    }
+
+    fn signal_all(&self, signal: &str) {
+        let Ok(pid_file) = std::fs::read_to_string(self.dir.join("postmaster.pid")) else {
+            return;
+        };
+        let postmaster = pid_file.lines().next().unwrap_or_default().to_string();
+        let children = Command::new("pgrep")
+            .args(["-P", &postmaster])
+            .output()
+            .unwrap();
+        let mut pids = vec![postmaster];
+        pids.extend(
+            String::from_utf8_lossy(&children.stdout)
+                .split_whitespace()
+                .map(str::to_owned),
+        );
+        let _ = Command::new("kill").arg(signal).args(&pids).status();
+    }
+
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
@@ -104,6 +132,7 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        self.thaw();
         let _ = self
             .as_postgres("pg_ctl")
             .args(["-m", "immediate", "-D"])

@@ -127,8 +127,20 @@ pub fn finished(command: &mut Command, within: Duration) -> (ExitStatus, String,
         pipe.map(|pipe| pipe.read_to_string(&mut text));
         text
     };
-    let stdout = read(running.0.stdout.as_mut().map(|p| p as &mut dyn std::io::Read));
-    let stderr = read(running.0.stderr.as_mut().map(|p| p as &mut dyn std::io::Read));
+    let stdout = read(
+        running
+            .0
+            .stdout
+            .as_mut()
+            .map(|p| p as &mut dyn std::io::Read),
+    );
+    let stderr = read(
+        running
+            .0
+            .stderr
+            .as_mut()
+            .map(|p| p as &mut dyn std::io::Read),
+    );
     (status, stdout, stderr)
 }
 

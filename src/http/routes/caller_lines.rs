@@ -49,7 +49,7 @@ async fn list_lines(
     let coding = Coding::negotiate(request);
     let read = async |ticket: Ticket| {
         let found = store::caller_lines::list(
-            &state.reads,
+            &state.database,
             ticket.watermark(),
             token,
             tenant_id,

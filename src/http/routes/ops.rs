@@ -72,7 +72,7 @@ fn readiness(state: &AppState, in_detail: bool) -> HttpResponse {
     if in_detail {
         // Standbys are listed, not required: reads go to the primary while none is fit.
         let replicas: Vec<_> = state
-            .reads
+            .database
             .replicas()
             .map(|replicas| replicas.states())
             .unwrap_or_default()
@@ -92,9 +92,9 @@ fn readiness(state: &AppState, in_detail: bool) -> HttpResponse {
 
 /// Prometheus text exposition.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let pool = &state.pool;
+    let pool = state.database.primary();
     // Bounded: a scrape answers whatever the database does.
-    let rows = store::caller_lines::most_count_rows_of_a_pair(pool);
+    let rows = store::caller_lines::most_count_rows_of_a_pair(&state.database);
     if let Ok(Ok(rows)) = tokio::time::timeout(Duration::from_secs(1), rows).await {
         metrics::gauge!("agent_api_line_count_rows_max").set(rows as f64);
     }

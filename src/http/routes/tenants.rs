@@ -19,7 +19,7 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let params = QueryParams::parse(request.query_string());
     let page = PageRequest::parse(&params, state.page_limits)?;
-    let listing = store::tenants::list_for_partner(&state.pool, token, page).await?;
+    let listing = store::tenants::list_for_partner(&state.database, token, page).await?;
     let items = listing.items.iter().map(TenantListItem::from).collect();
     let json = list_body("查看云节点成功", page, listing.total, items)?;
     Ok(EncodedPage::new(json, Coding::negotiate(&request)).response())

@@ -1,0 +1,129 @@
+//! The database as requests meet it: the primary, and the hot standbys that take the list
+//! statement of cache misses. Every statement is bounded on this side too, since a peer that
+//! goes silent without closing (a frozen VM, a stalled disk, a firewall dropping the flow)
+//! enforces no `statement_timeout`: on the primary, the statement timeout and a second; on a
+//! standby, `replica_deadline_ms` from the start of the read, after which the read goes to the
+//! primary and the standby is passed over until a probe finds it fit. Reads are counted by
+//! target and reason (`agent_api_db_reads_total`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::pool::PoolConnection;
+use sqlx::{PgConnection, PgPool, Postgres};
+
+use super::pool::{acquire, timed};
+use super::replicas::Replicas;
+use crate::config::DatabaseSettings;
+
+/// How much longer than its `statement_timeout` a statement on the primary may take before it
+/// is given up on here: the server's own timeout answers well within it.
+const PRIMARY_MARGIN: Duration = Duration::from_secs(1);
+
+/// The position a standby must have replayed to serve a read that begins now, or why no
+/// standby may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watermark {
+    /// The primary's WAL position, in bytes, after the last change this instance heard of.
+    Replayed(u64),
+    /// The feed is not proven to hear: a standby could miss commits nobody announced.
+    FeedNotTrusted,
+    /// A change was heard and the position after it is not known yet.
+    PositionPending,
+}
+
+pub struct Database {
+    primary: PgPool,
+    replicas: Option<Arc<Replicas>>,
+    primary_deadline: Duration,
+}
+
+impl Database {
+    pub fn new(
+        primary: PgPool,
+        replicas: Option<Arc<Replicas>>,
+        settings: &DatabaseSettings,
+    ) -> Self {
+        Self {
+            primary,
+            replicas,
+            primary_deadline: Duration::from_millis(settings.statement_timeout_ms) + PRIMARY_MARGIN,
+        }
+    }
+
+    pub fn primary(&self) -> &PgPool {
+        &self.primary
+    }
+
+    pub fn replicas(&self) -> Option<&Replicas> {
+        self.replicas.as_deref()
+    }
+
+    /// Runs `statement` on the primary, bounded.
+    pub(super) async fn on_primary<T>(
+        &self,
+        statement: &'static str,
+        query: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, sqlx::Error> {
+        let connection = acquire(&self.primary).await?;
+        bounded(connection, self.primary_deadline, statement, query)
+            .await
+            .unwrap_or_else(|| Err(silent(self.primary_deadline)))
+    }
+
+    /// Runs `statement` on a standby that has replayed to `watermark`, or on the primary when
+    /// none may or none answers in time.
+    pub(super) async fn read<T>(
+        &self,
+        watermark: Watermark,
+        statement: &'static str,
+        query: impl AsyncFn(&mut PgConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, sqlx::Error> {
+        if let Some(replicas) = &self.replicas {
+            let reason = match watermark {
+                Watermark::FeedNotTrusted => "feed_not_trusted",
+                Watermark::PositionPending => "position_pending",
+                Watermark::Replayed(watermark) => {
+                    match replicas.read(watermark, statement, &query).await {
+                        Ok(read) => {
+                            count("replica", "caught_up");
+                            return Ok(read);
+                        }
+                        Err(passed_over) => passed_over.reason(),
+                    }
+                }
+            };
+            count("primary", reason);
+        }
+        self.on_primary(statement, async |connection| query(connection).await)
+            .await
+    }
+}
+
+/// Runs `query` on `connection` within `deadline`; `None` when it took longer, the connection
+/// then dropped rather than returned to its pool (it is mid-statement with a silent peer).
+pub(super) async fn bounded<T>(
+    mut connection: PoolConnection<Postgres>,
+    deadline: Duration,
+    statement: &'static str,
+    query: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+) -> Option<Result<T, sqlx::Error>> {
+    let outcome = tokio::time::timeout(deadline, timed(&mut connection, statement, query)).await;
+    if outcome.is_err() {
+        drop(connection.detach());
+    }
+    outcome.ok()
+}
+
+/// What a statement given up on here answers: a connection trouble, so partners get 503.
+pub(super) fn silent(deadline: Duration) -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("no answer within {deadline:?}"),
+    ))
+}
+
+fn count(target: &'static str, reason: &'static str) {
+    metrics::counter!("agent_api_db_reads_total", "target" => target, "reason" => reason)
+        .increment(1);
+}
