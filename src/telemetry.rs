@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use governor::{DefaultDirectRateLimiter, Quota};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::dynamic_filter_fn;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::prelude::*;
 
 use crate::config::{LogFormat, LogSettings};
 
@@ -33,21 +35,36 @@ where
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(quiet_notices(&settings.level)))
         .unwrap_or_else(|_| EnvFilter::new(quiet_notices("info")));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let lines = tracing_subscriber::fmt::layer()
         .with_ansi(terminal)
         .with_writer(writer);
-    let installed = match settings.format {
-        LogFormat::Json => builder
+    let lines = match settings.format {
+        LogFormat::Json => lines
             .json()
             .with_current_span(true)
             .with_span_list(false)
-            .try_init(),
-        LogFormat::Pretty => builder.try_init(),
+            .boxed(),
+        LogFormat::Pretty => lines.boxed(),
     };
+    let installed = tracing_subscriber::registry()
+        .with(filter)
+        // Asked per event, not once per call site: the budget changes from one to the next.
+        .with(lines.with_filter(dynamic_filter_fn(|event, _| within_budget(event))))
+        .try_init();
     // A subscriber already installed (a second init in one process) keeps logging; fine.
     drop(installed);
     log_panics();
+}
+
+/// Whether an event may be written: the HTTP layer's own lines about requests it could not
+/// read (a malformed head: one per request a stranger sends) are counted and written within
+/// the strangers' budget; every other event is.
+fn within_budget(event: &tracing::Metadata<'_>) -> bool {
+    if !event.target().starts_with("actix_http::h1") || *event.level() > tracing::Level::WARN {
+        return true;
+    }
+    metrics::counter!("agent_api_http_unreadable_requests_total").increment(1);
+    strangers().allow()
 }
 
 /// A panic is logged as one error line like any other, not as plain text beside the log.

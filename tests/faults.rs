@@ -484,5 +484,8 @@ async fn a_frozen_primary_holds_no_request_past_the_statement_deadline() {
     let answer = ask(&app, &authorization, &format!("{path}?per_page=7")).await;
     cluster.thaw();
     assert_eq!((answer.status, answer.code), (503, 503), "{answer:?}");
-    assert!(answer.elapsed < Duration::from_millis(300) + MARGIN, "{answer:?}");
+    assert!(
+        answer.elapsed < Duration::from_millis(300) + MARGIN,
+        "{answer:?}"
+    );
 }

@@ -252,3 +252,69 @@ async fn killing_an_instance_under_load_fails_no_request(pool: PgPool) {
 fn keys() -> agent_api::tokens::KeyRing {
     agent_api::tokens::KeyRing::from_settings(&test_settings().auth).unwrap()
 }
+
+/// Whatever answers at the Redis address as if it were Redis (`:0` to every command) is not
+/// taken for "allowed": the instance falls back to its share of the quota.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_stranger_answering_for_redis_switches_no_limit_off(pool: PgPool) {
+    let (partner, path) = listed(&pool).await;
+    let stranger = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = stranger.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut connection, _)) = stranger.accept().await {
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buffer = [0; 4096];
+                while let Ok(read) = connection.read(&mut buffer).await {
+                    if read == 0 || connection.write_all(b":0\r\n").await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let app = limited_instance(pool, Some(format!("redis://127.0.0.1:{port}")), 2).await;
+    assert_eq!(
+        allowed(&[&app], partner, &path, 20).await,
+        5,
+        "this instance's share: a burst of 10 ÷ 2 instances"
+    );
+}
+
+/// Bytes to Redis dropped while the connection stays open (a firewall, a stalled link): the
+/// instance falls back, and once Redis is reachable again it shares the limit again within
+/// seconds, never holding a connection whose answers are out of step with its questions.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn after_its_bytes_were_dropped_redis_is_shared_again_promptly(pool: PgPool) {
+    let (partner, path) = listed(&pool).await;
+    let redis = Redis::start();
+    let proxy =
+        support::proxy::Proxy::start(format!("127.0.0.1:{}", redis.port).parse().unwrap()).await;
+    let url = format!("redis://127.0.0.1:{}", proxy.port);
+    let app = limited_instance(pool.clone(), Some(url), 2).await;
+    let token = format!("Bearer {}", app.token_for(partner));
+    assert_eq!(app.request(&path, Some(&token)).await.status(), 200);
+    assert_eq!(json(app.get("/readyz").await).await["rate_limit"], "shared");
+    proxy.swallow();
+    for _ in 0..3 {
+        app.request(&path, Some(&token)).await;
+    }
+    assert_eq!(
+        json(app.get("/readyz").await).await["rate_limit"],
+        "fallback"
+    );
+    proxy.pass();
+    let healed = Instant::now();
+    eventually("the limit is shared again", || async {
+        json(app.get("/readyz").await).await["rate_limit"] == "shared"
+    })
+    .await;
+    assert!(
+        healed.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        healed.elapsed()
+    );
+    // And it counts: a fresh partner's burst of 10 is let through once, shared.
+    let (fresh, fresh_path) = listed(&pool).await;
+    assert_eq!(allowed(&[&app], fresh, &fresh_path, 15).await, 10);
+}

@@ -13,7 +13,6 @@ use super::error::ApiError;
 use super::state::AppState;
 use crate::cache::Keep;
 use crate::domain::partners::{PartnerToken, Standing};
-use crate::rate_limit::AddressKey;
 use crate::store;
 use crate::tokens::Rejection;
 
@@ -62,7 +61,7 @@ async fn authenticate(request: &HttpRequest) -> Result<PartnerToken, ApiError> {
 async fn refuse(state: &AppState, request: &HttpRequest, rejection: Rejection) -> ApiError {
     let client = client_address(request, &state.trusted_proxies);
     if let (Some(limits), Some(client)) = (&state.rate_limits, client)
-        && let Err(retry) = limits.check_address(AddressKey::from(client)).await
+        && let Err(retry) = limits.check_address(client).await
     {
         return ApiError::RateLimited {
             retry_after_seconds: retry.0,

@@ -10,7 +10,7 @@ use std::time::Instant;
 use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
-use actix_web::http::{ConnectionType, Method, StatusCode};
+use actix_web::http::{ConnectionType, Method};
 use actix_web::middleware::Next;
 use actix_web::web::Bytes;
 use actix_web::{Error, HttpMessage, ResponseError};
@@ -19,6 +19,7 @@ use tracing::{Instrument, Level};
 
 use super::error::{ApiError, Refusal};
 use super::state::AppState;
+use crate::domain::partners::PartnerToken;
 use crate::store::schema::Schema;
 use crate::telemetry;
 
@@ -77,16 +78,17 @@ pub async fn request_context(
         .record(elapsed.as_secs_f64());
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
     let refusal = response.response().extensions().get::<Refusal>().cloned();
-    let refused = matches!(
-        response.status(),
-        StatusCode::UNAUTHORIZED | StatusCode::TOO_MANY_REQUESTS
-    );
+    // A partner's answers are all logged; a stranger's (no token that passed: unknown paths,
+    // wrong methods, refusals, the reference's files) are many times cheaper to ask for than
+    // to write down, so they share one budget.
+    let partner = response
+        .request()
+        .extensions()
+        .get::<PartnerToken>()
+        .is_some();
     if QUIET_ROUTES.contains(&route.as_str()) {
         tracing::event!(parent: &span, Level::DEBUG, status, latency_ms, "request");
-    } else if !refused {
-        tracing::event!(parent: &span, Level::INFO, status, latency_ms, "request");
-    } else if telemetry::strangers().allow() {
-        // A stranger can have these written by the thousand: they are throttled.
+    } else if partner || telemetry::strangers().allow() {
         let refusal = refusal.map(|Refusal(reason)| reason);
         tracing::event!(parent: &span, Level::INFO, status, latency_ms, refusal, "request");
     }

@@ -57,11 +57,13 @@ impl Quota {
 }
 
 /// The bucket an address is charged to: an IPv4 address alone, an IPv6 address by its /64 (a
-/// host is given a whole /64 and may rotate through it at will).
+/// host is given a whole /64 and may rotate through it at will); a forwarded hop that is no
+/// address by a hash of its text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AddressKey {
     V4(Ipv4Addr),
     V6Prefix(u64),
+    Unreadable(u64),
 }
 
 impl From<IpAddr> for AddressKey {
@@ -83,6 +85,7 @@ impl fmt::Display for AddressKey {
             Self::V6Prefix(prefix) => {
                 write!(f, "{}/64", Ipv6Addr::from_bits(u128::from(*prefix) << 64))
             }
+            Self::Unreadable(hash) => write!(f, "unreadable-{hash:016x}"),
         }
     }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use futures_util::StreamExt;
 use sqlx::PgPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -247,4 +248,48 @@ fn resident_bytes(serving: &process::Serving) -> usize {
         .and_then(|value| value.trim().trim_end_matches(" kB").parse().ok())
         .unwrap();
     kib * 1024
+}
+
+/// Strangers' answers (unknown paths, wrong methods, the reference's files) and requests the
+/// HTTP layer cannot even read are written within one budget: a flood adds little to the log.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn strangers_requests_write_little_to_the_log(pool: PgPool) {
+    let serving = process::spawn_serve(&database_url(&pool), &[("APP__LOG__LEVEL", "info")]);
+    let client = reqwest::Client::new();
+    let sent = 20_000;
+    let written = logged_during(&serving, async {
+        let requests = (0..sent).map(|n| {
+            let request = match n % 4 {
+                0 => client.get(serving.url(&format!("/nope/{n}"))),
+                1 => client.post(serving.url("/agent-api/tenant")),
+                2 => client.get(serving.url("/docs/index.css")),
+                _ => client.get(serving.url(&format!("/agent-api/x{n}"))),
+            };
+            async move { request.send().await.unwrap().status() }
+        });
+        let statuses: Vec<_> = futures_util::stream::iter(requests)
+            .buffer_unordered(32)
+            .collect()
+            .await;
+        assert_eq!(statuses.len(), sent);
+    })
+    .await;
+    assert!(
+        written < 300 * 1024,
+        "{written} bytes logged for {sent} requests"
+    );
+    // Heads that are not HTTP at all: actix's own line for each is within the budget too.
+    let unreadable = logged_during(&serving, async {
+        for _ in 0..2_000 {
+            raw_exchange(serving.port, b"GET / HTTP/1.1\r\nBad Header\r\n\r\n").await;
+        }
+    })
+    .await;
+    assert!(
+        unreadable < 100 * 1024,
+        "{unreadable} bytes logged for 2,000 unreadable heads"
+    );
+    println!(
+        "logged: {written} bytes for {sent} strangers' requests, {unreadable} for 2,000 unreadable heads"
+    );
 }

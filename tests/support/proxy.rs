@@ -37,6 +37,11 @@ impl Proxy {
     pub fn swallow(&self) {
         self.swallowing.store(true, Ordering::SeqCst);
     }
+
+    /// From now on, bytes pass again (what was swallowed is gone).
+    pub fn pass(&self) {
+        self.swallowing.store(false, Ordering::SeqCst);
+    }
 }
 
 async fn pump(
