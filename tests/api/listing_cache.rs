@@ -260,3 +260,182 @@ async fn a_feed_that_cannot_hear_is_never_trusted(pool: PgPool) {
         "read from the database"
     );
 }
+
+/// A session of a role that may only read, as the README makes one, on this test's database.
+async fn reader_session(pool: &PgPool) -> (String, sqlx::PgConnection) {
+    use sqlx::Connection;
+    let reader = reader_role();
+    let values = [
+        ("reader", reader.clone()),
+        ("password", "unused-with-trust-auth".to_string()),
+        ("database", database_name(pool)),
+    ];
+    let role_sql = crate::operator_sql::readme_block("create role", &values);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(role_sql))
+        .execute(pool)
+        .await
+        .unwrap();
+    let url = database_url(pool).replacen("://postgres@", &format!("://{reader}@"), 1);
+    (reader, sqlx::PgConnection::connect(&url).await.unwrap())
+}
+
+/// The proxy in front of the feed's connection, and settings sending the feed through it.
+async fn feed_through_proxy(pool: &PgPool) -> (Proxy, String) {
+    let options = pool.connect_options();
+    let target = tokio::net::lookup_host((options.get_host(), options.get_port()))
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = Proxy::start(target).await;
+    let feed_url = through(&database_url(pool), &proxy);
+    (proxy, feed_url)
+}
+
+/// A role that can only read hears every heartbeat on the channel and may send its own: one
+/// dated in the future (it used to extend trust past the bound, and a revoked token was served
+/// after the feed was cut) proves nothing, for none carries this instance's tag.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_heartbeat_forged_by_a_role_that_only_reads_extends_no_trust(pool: PgPool) {
+    let (proxy, feed_url) = feed_through_proxy(&pool).await;
+    let setup = setup(pool.clone(), |settings| {
+        settings.database.feed_url = Some(feed_url.into());
+    })
+    .await;
+    let app = &setup.app;
+    app.await_listing_cache("live").await;
+    let token = format!(
+        "Bearer {}",
+        app.token_issued(setup.partner, Utc::now() - TimeDelta::seconds(60))
+    );
+    assert_eq!(app.request(&setup.path, Some(&token)).await.status(), 200);
+
+    let (reader, mut session) = reader_session(&pool).await;
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
+        .await
+        .unwrap();
+    listener
+        .listen(agent_api::store::announcements::CHANNEL)
+        .await
+        .unwrap();
+    let heard = loop {
+        let payload = listener.recv().await.unwrap().payload().to_string();
+        if payload.starts_with("heartbeat ") {
+            break payload;
+        }
+    };
+    let mut words = heard.split(' ').skip(1);
+    let (tag, nanos) = (words.next().unwrap(), words.next().unwrap());
+    let later: u64 = nanos.parse::<u64>().unwrap() + 3_600_000_000_000;
+    for forged in [format!("heartbeat {tag} {later}"), heard.clone()] {
+        sqlx::query("select pg_notify('agent_api_listing_changed', $1)")
+            .bind(forged)
+            .execute(&mut session)
+            .await
+            .unwrap();
+    }
+    proxy.swallow();
+    sqlx::query("update users set tokens_valid_after = now() - interval '30 s' where id = $1")
+        .bind(setup.partner)
+        .execute(&setup.pool)
+        .await
+        .unwrap();
+    let revoked = std::time::Instant::now();
+    eventually("the revoked token is refused", || async {
+        app.request(&setup.path, Some(&token)).await.status() == 401
+    })
+    .await;
+    let bound = std::time::Duration::from_millis(test_settings().listing_cache.max_staleness_ms);
+    assert!(
+        revoked.elapsed() <= bound + std::time::Duration::from_secs(1),
+        "refused {:?} after the revocation",
+        revoked.elapsed()
+    );
+    drop((session, listener));
+    setup.app.stop().await;
+    drop_role(&pool, &reader).await;
+}
+
+/// An `all` that a role that can only read sends (with or without an epoch) drops nothing;
+/// the schema's own functions, which only the owner may run, are heard. Nor can that role run
+/// them, or attach them to a trigger of its own.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn only_the_schemas_own_functions_can_drop_everything(pool: PgPool) {
+    let setup = live_setup(pool.clone()).await;
+    assert_eq!(setup.line_name().await, "线路");
+    setup.rename_unannounced("unannounced").await;
+    let (reader, mut session) = reader_session(&pool).await;
+    for forged in ["all", "all 1", "all 999999", "all x", "caller_lines"] {
+        sqlx::query("select pg_notify('agent_api_listing_changed', $1)")
+            .bind(forged)
+            .execute(&mut session)
+            .await
+            .unwrap();
+    }
+    for refused in [
+        "select announce_everything()",
+        "select rebuild_caller_line_counts()",
+        "create temporary table t (x int); \
+         create trigger t after truncate on t for each statement execute function everything_changed()",
+    ] {
+        let outcome = sqlx::raw_sql(refused).execute(&mut session).await;
+        assert!(outcome.is_err(), "the reader may not: {refused}");
+    }
+    // Notifications are heard in commit order: once an announcement the owner makes after
+    // them is heard (another partner's page drops), the forged ones have been heard too.
+    let tenant = tenant(&pool, "别的云节点").await;
+    let other = partner(&pool).await;
+    line(tenant, other).insert(&pool).await;
+    let other_path = format!("/agent-api/tenant/{tenant}/callerline");
+    let other_name = || async {
+        json(setup.app.get_as(other, &other_path).await).await["data"][0]["name"].clone()
+    };
+    assert_eq!(other_name().await, "线路");
+    sqlx::query("update caller_lines set name = '改了' where partner_id = $1")
+        .bind(other)
+        .execute(&pool)
+        .await
+        .unwrap();
+    eventually("the owner's later announcement is heard", || async {
+        other_name().await == "改了"
+    })
+    .await;
+    assert_eq!(setup.line_name().await, "线路", "still served from memory");
+    sqlx::query("select rebuild_caller_line_counts()")
+        .execute(&pool)
+        .await
+        .unwrap();
+    eventually("the owner's 'all' is heard", || async {
+        setup.line_name().await == "unannounced"
+    })
+    .await;
+    drop(session);
+    setup.app.stop().await;
+    drop_role(&pool, &reader).await;
+}
+
+/// A feed whose path was cut without a word for longer than it waits for a heartbeat is made
+/// anew promptly once the path heals (its connection attempts are bounded: one sent into the
+/// silence used to wait for TCP's own retries, ~28 s after an 8 s cut).
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn after_a_long_silent_cut_the_feed_is_heard_again_within_two_seconds_of_the_heal(
+    pool: PgPool,
+) {
+    let (proxy, feed_url) = feed_through_proxy(&pool).await;
+    let setup = setup(pool, |settings| {
+        settings.database.feed_url = Some(feed_url.into());
+    })
+    .await;
+    setup.app.await_listing_cache("live").await;
+    proxy.swallow();
+    setup.app.await_listing_cache("bypassed").await;
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    proxy.pass();
+    let healed = std::time::Instant::now();
+    setup.app.await_listing_cache("live").await;
+    assert!(
+        healed.elapsed() <= std::time::Duration::from_secs(2),
+        "live again {:?} after the heal",
+        healed.elapsed()
+    );
+}

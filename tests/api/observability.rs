@@ -74,6 +74,22 @@ async fn request_ids_are_honoured_or_generated_and_echoed(pool: PgPool) {
         .await
         .unwrap();
     assert_ne!(replaced.headers()["x-request-id"], oversized.as_str());
+    // Printable ASCII only: a tab or bytes beyond ASCII are replaced, never echoed or logged.
+    for unprintable in [&b"trace\tid"[..], &b"trace-\x80\xff"[..]] {
+        let replaced = app
+            .client()
+            .get(&url)
+            .header(
+                "X-Request-Id",
+                reqwest::header::HeaderValue::from_bytes(unprintable).unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let echoed = replaced.headers()["x-request-id"].as_bytes();
+        assert_ne!(echoed, unprintable);
+        assert!(Uuid::try_parse_ascii(echoed).is_ok());
+    }
     let error = app
         .client()
         .get(format!("{}/agent-api/nope", app.address))
@@ -133,4 +149,35 @@ async fn metrics_are_served_to_operators_only_and_health_on_both_ports(pool: PgP
             assert!(!body.contains(&partner.to_string()), "{check}: {body}");
         }
     }
+}
+
+/// `/readyz` answers from what the instance already knows: strangers asking it by the thousand
+/// cost the database nothing (each used to cost a round trip).
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn readiness_asked_ten_thousand_times_costs_the_database_nothing_more(pool: PgPool) {
+    use futures_util::StreamExt;
+    let app = TestApp::spawn(pool.clone()).await;
+    // Counted once every session has reported: a busy one reports within a second.
+    let transactions = || async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        sqlx::query_scalar::<_, i64>(
+            "select xact_commit + xact_rollback from pg_stat_database \
+             where datname = current_database()",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    let before = transactions().await;
+    let asked = futures_util::stream::iter(0..10_000)
+        .map(|_| async { app.get("/readyz").await.status() })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+    assert!(asked.iter().all(|status| *status == 200));
+    let cost = transactions().await - before;
+    assert!(cost < 300, "10,000 /readyz cost {cost} transactions");
+    println!(
+        "10,000 /readyz: {cost} database transactions (the instance's own probes and heartbeats meanwhile)"
+    );
 }
