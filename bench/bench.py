@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The benchmark kit behind bench/run (see README). Standard library only.
+"""The benchmark kit behind bench/run (see docs/development.md). Standard library only.
 
 load:  the service over loopback (wrk, rotating over partners with real tokens) against the
        ceiling, pgbench running the very statement the handler sends, at the same concurrency.

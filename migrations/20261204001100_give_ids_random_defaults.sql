@@ -2,7 +2,7 @@
 -- (gen_random_uuid, built into Postgres 13+). Changes metadata only: no row is read or written.
 -- squawk-ignore-file require-lock-timeout, require-statement-timeout
 -- (agent-api migrate sets lock_timeout and statement_timeout for its own session, and tries
--- again a migration whose lock did not come in time: README, "Upgrading".)
+-- again a migration whose lock did not come in time: docs/operations.md, "Upgrade".)
 
 alter table tenants alter column id set default gen_random_uuid();
 alter table users alter column id set default gen_random_uuid();

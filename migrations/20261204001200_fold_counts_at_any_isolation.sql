@@ -12,7 +12,7 @@
 -- Functions only: no table is read, rewritten or locked beyond its catalog entries.
 -- squawk-ignore-file require-lock-timeout, require-statement-timeout
 -- (agent-api migrate sets lock_timeout and statement_timeout for its own session, and tries
--- again a migration whose lock did not come in time: README, "Upgrading".)
+-- again a migration whose lock did not come in time: docs/operations.md, "Upgrade".)
 
 create function notify_listing(payload text) returns void
 language sql as $$

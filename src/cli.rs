@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::clock::system_clock;
 use crate::config::{ConfigError, Settings};
-use crate::startup::Application;
+use crate::startup::{Application, Stopper};
 use crate::tokens::KeyRing;
 use crate::{store, telemetry, tls};
 
@@ -22,7 +22,10 @@ use crate::{store, telemetry, tls};
 #[command(
     name = "agent-api",
     version,
-    about = "Partner API of the cloud call-centre platform"
+    about = "Partner API of the cloud call-centre platform",
+    after_help = "Settings come from the environment (APP__<SECTION>__<KEY>, DATABASE_URL), over an \
+optional TOML file, over defaults: .env.example lists every one. Exit codes: 0 done; 2 a setting \
+or the database needs the operator (the line says what); 1 anything else."
 )]
 pub struct Cli {
     /// A TOML settings file; defaults to config/agent-api.toml when that exists.
@@ -34,11 +37,22 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the API until SIGTERM or SIGINT.
+    /// Serve the API until SIGTERM or SIGINT (both drain requests in flight, then exit 0).
+    #[command(
+        after_help = "Needs DATABASE_URL (the primary) and APP__AUTH__JWT_SECRET (32 bytes or more) \
+unless public keys are configured; listens on APP__SERVER__HOST:APP__SERVER__PORT (0.0.0.0:8080) \
+and, for /metrics, APP__OPS__HOST:APP__OPS__PORT (127.0.0.1:8081)."
+    )]
     Serve,
     /// Apply pending database migrations; harmless when there are none.
+    #[command(
+        after_help = "Needs DATABASE_URL (the tables' owner). Its own session: APP__MIGRATE__LOCK_TIMEOUT_MS \
+(3000), APP__MIGRATE__STATEMENT_TIMEOUT_MS (0, none), APP__MIGRATE__RETRIES (5), \
+APP__MIGRATE__RETRY_WAIT_MS (2000)."
+    )]
     Migrate,
     /// Insert or restore the demo tenant, partner, customer and lines (idempotent).
+    #[command(after_help = "Needs DATABASE_URL.")]
     SeedDemo,
     /// Print the OpenAPI document (as served at /openapi.json) on stdout.
     Openapi,
@@ -50,7 +64,13 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Print a signed token for a partner, and nothing else, on stdout.
+    #[command(
+        after_help = "Needs APP__AUTH__JWT_SECRET (or a key with a private_key in the settings \
+file). With DATABASE_URL set, the partner is checked first: an unknown, deleted or non-partner id \
+is refused."
+    )]
     Issue {
+        /// The partner's id (users.id of a row with type = 'partner'): the token's `sub`.
         #[arg(long)]
         partner: Uuid,
         /// Lifetime such as `1h`, `30d`; defaults to auth.default_ttl.
@@ -60,8 +80,16 @@ pub enum TokenCommand {
         #[arg(long)]
         kid: Option<String>,
     },
-    /// Decode a token and say whether this server would accept it, and why not.
-    Inspect { token: String },
+    /// Decode a token and say whether this server would accept it, and if not which check
+    /// refused it.
+    #[command(
+        after_help = "Needs APP__AUTH__JWT_SECRET (or the public keys) to check the signature, and \
+DATABASE_URL to check the partner."
+    )]
+    Inspect {
+        /// The token, as partners send it after `Bearer `.
+        token: String,
+    },
 }
 
 /// Runs a parsed command line with loaded settings.
@@ -97,6 +125,15 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 Some(ttl) => ttl,
                 None => settings.auth.default_ttl()?,
             };
+            if settings.database.url.is_some() {
+                let database =
+                    store::Database::new(connect(&settings).await?, None, &settings.database);
+                if let Some(refused) =
+                    store::partners::why_refused(&database, partner, None).await?
+                {
+                    return Err(ActionNeeded(format!("no token for {partner}: {refused}")).into());
+                }
+            }
             let issued_at = next_whole_second().await;
             answer(&keys.issue(partner, ttl, kid.as_deref(), issued_at)?)
         }
@@ -118,13 +155,15 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let pool = connect(&settings).await?;
     store::refuse_standby(&pool).await?;
     let address = (settings.server.host.as_str(), settings.server.port);
-    let listener = TcpListener::bind(address).with_context(|| {
-        format!(
-            "cannot listen on {}:{} (server.host/server.port)",
+    let listener = TcpListener::bind(address).map_err(|error| {
+        ActionNeeded(format!(
+            "cannot listen on {}:{} (APP__SERVER__HOST, APP__SERVER__PORT): {error}",
             settings.server.host, settings.server.port
-        )
+        ))
     })?;
     let application = Application::build(&settings, listener, pool.clone(), system_clock()).await?;
+    // Before saying it serves: from then on a signal must find its handler.
+    tokio::spawn(stop_on_signal(application.stopper())?);
     tracing::info!(
         port = application.port(),
         ops_port = application.ops_port(),
@@ -132,9 +171,27 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         "agent-api serving"
     );
     application.run_until_stopped().await?;
-    pool.close().await;
+    // Bounded: a database that went away meanwhile does not hold the exit.
+    let _ = tokio::time::timeout(Duration::from_secs(5), pool.close()).await;
     tracing::info!("agent-api stopped");
     Ok(())
+}
+
+/// SIGTERM (an orchestrator) and SIGINT (Ctrl-C) alike: stop accepting, let requests in flight
+/// finish within the grace period, then end the background work and exit 0. The handlers are
+/// in place when this returns; the future waits for the first signal.
+fn stop_on_signal(stopper: Stopper) -> std::io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        let signal = tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        };
+        tracing::info!(signal, "stopping: letting requests in flight finish");
+        stopper.stop().await;
+    })
 }
 
 /// A command's answer on stdout. A reader that has gone away (`agent-api openapi | head`) is not
@@ -243,36 +300,27 @@ fn said(error: &sqlx::Error) -> String {
 
 async fn inspect(settings: &Settings, token: &str) -> anyhow::Result<()> {
     let keys = KeyRing::from_settings(&settings.auth)?;
-    let verdict = match keys.verify(token, Utc::now()) {
-        Err(rejection) => Err(rejection.to_string()),
-        Ok(verified) => {
-            println!("partner: {}", verified.partner_id);
-            println!("issued at: {}", verified.issued_at.to_rfc3339());
-            match settings.database_url() {
-                Err(_) => Ok("signature and claims valid (partner not checked: no DATABASE_URL)"),
-                Ok(_) => {
-                    let database =
-                        store::Database::new(connect(settings).await?, None, &settings.database);
-                    if store::partners::standing(&database, verified.partner_id)
-                        .await?
-                        .accepts(&verified)
-                    {
-                        Ok("accepted")
-                    } else {
-                        Err(
-                            "partner unknown, deleted, not a partner, or its tokens were revoked"
-                                .into(),
-                        )
-                    }
-                }
-            }
-        }
-    };
-    match verdict {
-        Ok(verdict) => {
-            println!("verdict: {verdict}");
+    let verified = keys.verify(token, Utc::now()).map_err(|rejection| {
+        ActionNeeded(format!(
+            "rejected by the signature and claims check: {rejection}"
+        ))
+    })?;
+    println!("partner: {}", verified.partner_id);
+    println!("issued at: {}", verified.issued_at.to_rfc3339());
+    if settings.database.url.is_none() {
+        println!("verdict: signature and claims valid (partner not checked: no DATABASE_URL)");
+        return Ok(());
+    }
+    let database = store::Database::new(connect(settings).await?, None, &settings.database);
+    match store::partners::why_refused(&database, verified.partner_id, Some(verified.issued_at))
+        .await?
+    {
+        None => {
+            println!("verdict: accepted");
             Ok(())
         }
-        Err(reason) => anyhow::bail!("rejected: {reason}"),
+        Some(refused) => {
+            Err(ActionNeeded(format!("rejected by the partner check: {refused}")).into())
+        }
     }
 }

@@ -37,6 +37,12 @@ impl Default for Health {
 }
 
 impl Health {
+    /// Whether a balancer may send partners here: the primary answers and the schema is this
+    /// build's (or a newer release's).
+    pub fn is_ready(&self) -> bool {
+        self.database_answers() && matches!(self.schema(), Schema::Current | Schema::Ahead { .. })
+    }
+
     /// Whether the primary answered the last probe, made within the last few seconds.
     pub fn database_answers(&self) -> bool {
         let answered = self.answered.load(SeqCst);
@@ -53,6 +59,12 @@ impl Health {
     pub async fn check(&self, pool: &PgPool) {
         self.probe_database(pool).await;
         self.compare_schema(pool).await;
+        self.report();
+    }
+
+    /// `agent_api_ready`, for alerts: 1 while ready.
+    fn report(&self) {
+        metrics::gauge!("agent_api_ready").set(f64::from(u8::from(self.is_ready())));
     }
 
     /// Keeps what is known current, until the application stops.
@@ -69,6 +81,7 @@ impl Health {
                 compared = Instant::now();
                 self.compare_schema(&pool).await;
             }
+            self.report();
         }
     }
 

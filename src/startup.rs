@@ -51,6 +51,8 @@ impl Application {
         clock: Clock,
     ) -> anyhow::Result<Self> {
         let port = listener.local_addr()?.port();
+        // First: what is measured from here on is recorded.
+        let metrics = prometheus();
         let background = Background::default();
         let freshness = Arc::new(Freshness::new(settings.listing_cache.max_staleness()));
         let replicas = Replicas::from_settings(&settings.database)?;
@@ -70,7 +72,7 @@ impl Application {
             rate_limits: RateLimits::from_settings(&settings.rate_limit, &background)?,
             trusted_proxies: settings.rate_limit.trusted_proxies.clone(),
             clock,
-            metrics: prometheus(),
+            metrics,
             pages: cache.enabled.then(|| {
                 let pages = Pages::new(cache.max_bytes, cache.max_partner_share);
                 Memory::new(pages, freshness.clone(), PageKey::depends)
@@ -93,6 +95,13 @@ impl Application {
             )),
         });
         metrics::gauge!("agent_api_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        // Counters of rare events exist from the start, at 0, so rates over them are defined.
+        for rare in [
+            "agent_api_http_unreadable_requests_total",
+            "agent_api_listing_announcements_ignored_total",
+        ] {
+            metrics::counter!(rare).increment(0);
+        }
         state
             .freshness
             .trusted_within(settings.listing_cache.max_staleness())
@@ -142,9 +151,8 @@ impl Application {
         }
     }
 
-    /// Runs until SIGTERM or SIGINT (or `Stopper::stop`), letting in-flight requests finish,
-    /// then ends the background work. The partners' server alone answers signals (a server
-    /// that has stopped stops the whole runtime); the operators' server stops after it.
+    /// Runs until `Stopper::stop` (which `serve` calls on SIGTERM or SIGINT), letting in-flight
+    /// requests finish, then stops the operators' server and ends the background work.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let ops = self.ops.handle();
         let ops_server = tokio::spawn(self.ops);
@@ -212,7 +220,9 @@ fn api_server(
     listener: TcpListener,
     state: web::Data<AppState>,
 ) -> anyhow::Result<Server> {
+    // Signals are `serve`'s to handle (SIGINT too drains: actix would stop at once).
     let server = HttpServer::new(move || app(state.clone(), http::routes))
+        .disable_signals()
         .max_connections(settings.server.max_connections_per_worker)
         .keep_alive(Duration::from_secs(settings.server.keep_alive_seconds))
         .client_request_timeout(Duration::from_millis(

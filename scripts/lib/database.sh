@@ -44,7 +44,11 @@ choose_local_port() {
     return
   fi
   LOCAL_PG_PORT="${AGENT_API_PG_PORT:-55432}"
-  while ! port_is_free "$LOCAL_PG_PORT"; do LOCAL_PG_PORT=$((LOCAL_PG_PORT + 1)); done
+  # The next free one, but never compose's (docker-compose.yml), which it would shadow.
+  while ! port_is_free "$LOCAL_PG_PORT" ||
+        [ "$LOCAL_PG_PORT" = "${AGENT_API_COMPOSE_PG_PORT:-55433}" ]; do
+    LOCAL_PG_PORT=$((LOCAL_PG_PORT + 1))
+  done
   echo "$LOCAL_PG_PORT" > "$LOCAL_PG_PORT_FILE"
 }
 
@@ -168,6 +172,22 @@ apply_migrations() {
     head -n 1 "$migration" | grep -q '^-- no-transaction' && single=
     psql -q $single -v ON_ERROR_STOP=1 "$1" -f "$migration" >/dev/null
   done
+}
+
+# Drops the databases named (space-separated) on DATABASE_URL's server, if they exist.
+drop_databases() {
+  local name
+  for name in $1; do
+    PGOPTIONS="--client-min-messages=warning" psql -q "$DATABASE_URL" \
+      -c "drop database if exists \"$name\" with (force)" >/dev/null 2>&1 || true
+  done
+}
+
+# What a run may not leave behind on DATABASE_URL's server: its databases, and the schemas of
+# DATABASE_URL's own database.
+server_contents() {
+  psql -Atq "$DATABASE_URL" -c "select string_agg(datname, ' ' order by datname) from pg_database" \
+    -c "select string_agg(nspname, ' ' order by nspname) from pg_namespace where nspname not like 'pg\\_%temp\\_%'" | tr '\n' ' '
 }
 
 # The host:port/database a URL names, without its credentials.

@@ -17,7 +17,7 @@ use super::freshness::{Depends, Stamp};
 use super::memory::Slots;
 
 /// The bytes an entry costs beyond its body: the key and value inline, the cache's slot and
-/// hash entry, and the allocator's rounding of the body (measured: see the README).
+/// hash entry, and the allocator's rounding of the body (measured: see docs/development.md).
 pub const ENTRY_OVERHEAD_BYTES: u64 = 1024;
 
 /// A page of `partner`'s lines on `tenant`; `variant` is the rest of what makes it (filter,

@@ -43,6 +43,57 @@ impl Standing {
     }
 }
 
+/// Which check refuses a partner's token, for operators (`token inspect`, `token issue`):
+/// partners themselves only ever see the same 401.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("no user has this id")]
+    Unknown,
+    #[error("this user is a {0}, not a partner")]
+    NotAPartner(String),
+    #[error("this partner was deleted at {0}")]
+    Deleted(DateTime<Utc>),
+    #[error(
+        "tokens issued before {valid_after} are revoked, and this one was issued at {issued_at}"
+    )]
+    Revoked {
+        valid_after: DateTime<Utc>,
+        issued_at: DateTime<Utc>,
+    },
+}
+
+/// A user's row, as the checks of SPEC §4 read it.
+pub struct PartnerRow {
+    pub user_type: String,
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub tokens_valid_after: Option<DateTime<Utc>>,
+}
+
+impl PartnerRow {
+    /// The first check that refuses a token issued at `issued_at` (or any token, when `None`):
+    /// the same checks, in the same order, as `token_partner(sub, iat)`.
+    pub fn refuses(row: Option<&Self>, issued_at: Option<DateTime<Utc>>) -> Option<Refused> {
+        let Some(row) = row else {
+            return Some(Refused::Unknown);
+        };
+        if row.user_type != "partner" {
+            return Some(Refused::NotAPartner(row.user_type.clone()));
+        }
+        if let Some(deleted_at) = row.deleted_at {
+            return Some(Refused::Deleted(deleted_at));
+        }
+        match (row.tokens_valid_after, issued_at) {
+            (Some(valid_after), Some(issued_at)) if issued_at < valid_after => {
+                Some(Refused::Revoked {
+                    valid_after,
+                    issued_at,
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;

@@ -167,6 +167,9 @@ impl RateLimits {
                 background: background.clone(),
             })),
         };
+        if shared.is_some() {
+            metrics::gauge!("agent_api_rate_limit_shared").set(1.0);
+        }
         Ok(Some(Self {
             partner,
             address,

@@ -1,5 +1,5 @@
 //! `agent-api migrate`, as an upgrade of a database that partners are being served from needs it
-//! (README, "Upgrading"): a session of its own, never the service's (no statement timeout
+//! (docs/operations.md, "Upgrade"): a session of its own, never the service's (no statement timeout
 //! unless set; a lock timeout on every statement, since reads queue behind a migration waiting
 //! for a lock); a migration whose lock did not come in time tried again, saying each time which
 //! lock it waited for and who holds it; each migration announced as it starts and ends, with
@@ -55,7 +55,7 @@ pub async fn run(options: &PgConnectOptions, settings: &MigrateSettings) -> anyh
     connection.ensure_migrations_table(TABLE).await?;
     if let Some(version) = connection.dirty_version(TABLE).await? {
         return Err(ActionNeeded(format!(
-            "migration {version} is marked failed in {TABLE}: see the README, \"Upgrading\""
+            "migration {version} is marked failed in {TABLE}: see docs/operations.md, \"Upgrade\""
         ))
         .into());
     }
@@ -119,7 +119,7 @@ pub async fn run(options: &PgConnectOptions, settings: &MigrateSettings) -> anyh
 }
 
 /// A migration that stopped on the database's data says why in one line, with its hint (which
-/// names the README section that says how to fix the data).
+/// names the section of docs/operations.md, once the README, that says how to fix the data).
 fn stopped(migration: &Migration, error: anyhow::Error) -> anyhow::Error {
     let database = match error.downcast_ref::<MigrateError>() {
         Some(MigrateError::ExecuteMigration(sqlx::Error::Database(database), _)) => database,

@@ -1,9 +1,10 @@
 //! The partner behind a token, as `users` says (SPEC §4).
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::database::Database;
-use crate::domain::partners::Standing;
+use crate::domain::partners::{PartnerRow, Refused, Standing};
 
 /// Whether `partner`'s tokens are accepted, and from when: a partner, not deleted.
 pub async fn standing(database: &Database, partner: Uuid) -> Result<Standing, sqlx::Error> {
@@ -44,4 +45,26 @@ pub async fn all_standings(
         .into_iter()
         .map(|row| (row.id, Standing::of(row.active, row.tokens_valid_after)))
         .collect())
+}
+
+/// Which check refuses `partner`'s token issued at `issued_at` (any token, when `None`), if one
+/// does: for operators' commands, which say why.
+pub async fn why_refused(
+    database: &Database,
+    partner: Uuid,
+    issued_at: Option<DateTime<Utc>>,
+) -> Result<Option<Refused>, sqlx::Error> {
+    let row = database
+        .on_primary("partner_row", async |connection| {
+            sqlx::query_as!(
+                PartnerRow,
+                r#"select type as user_type, deleted_at, tokens_valid_after
+                   from users where id = $1"#,
+                partner,
+            )
+            .fetch_optional(connection)
+            .await
+        })
+        .await?;
+    Ok(PartnerRow::refuses(row.as_ref(), issued_at))
 }

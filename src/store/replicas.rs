@@ -94,6 +94,8 @@ impl Replica {
     }
 
     fn set(&self, state: ReplicaState) {
+        metrics::gauge!("agent_api_db_replica_state", "replica" => self.name.clone())
+            .set(f64::from(state as u8));
         if self.state.swap(state as u8, Ordering::SeqCst) != state as u8 {
             match state {
                 ReplicaState::NotAStandby => tracing::error!(
@@ -102,8 +104,6 @@ impl Replica {
                 ),
                 _ => tracing::info!(replica = %self.name, state = state.name(), "replica state"),
             }
-            metrics::gauge!("agent_api_db_replica_state", "replica" => self.name.clone())
-                .set(f64::from(state as u8));
         }
     }
 }

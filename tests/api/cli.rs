@@ -273,3 +273,145 @@ async fn logs_that_go_to_a_file_carry_no_colour_and_no_notices(pool: PgPool) {
         assert!(!stderr.contains("already exists, skipping"), "{stderr}");
     }
 }
+
+/// `token issue` checks the partner when it can (DATABASE_URL set): a token for a user that is
+/// unknown, not a partner, or deleted is refused in one line (exit 2); `token inspect` says
+/// which check refuses a token.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn token_commands_say_which_check_refuses_a_partner(pool: PgPool) {
+    let url = database_url(&pool);
+    let partner = partner(&pool).await;
+    let customer = user(&pool, partner, "customer", "客户").await;
+    let deleted = crate::support::partner(&pool).await;
+    soft_delete_user(&pool, deleted).await;
+    let issue = |id: Uuid| {
+        agent_api(Some(&url))
+            .args(["token", "issue", "--partner", &id.to_string()])
+            .output()
+            .unwrap()
+    };
+    for (id, check) in [
+        (Uuid::new_v4(), "no user has this id"),
+        (customer, "is a customer, not a partner"),
+        (deleted, "was deleted"),
+    ] {
+        let output = issue(id);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(output.stdout.is_empty(), "no token printed");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(check), "{check}: {stderr}");
+    }
+    let token = String::from_utf8(issue(partner).stdout).unwrap();
+    let inspect = || {
+        agent_api(Some(&url))
+            .args(["token", "inspect", token.trim()])
+            .output()
+            .unwrap()
+    };
+    assert!(inspect().status.success());
+    sqlx::query("update users set tokens_valid_after = now() + interval '1 second' where id = $1")
+        .bind(partner)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let revoked = String::from_utf8_lossy(&inspect().stderr).into_owned();
+    assert!(
+        revoked.contains("rejected by the partner check: tokens issued before"),
+        "{revoked}"
+    );
+    soft_delete_user(&pool, partner).await;
+    let gone = String::from_utf8_lossy(&inspect().stderr).into_owned();
+    assert!(gone.contains("was deleted"), "{gone}");
+}
+
+/// What the operator must fix is said in one line, exit 2, at once: a database that does not
+/// exist (it used to be retried for a minute, then printed twice with Postgres's source line),
+/// a port already taken (named by its variable).
+#[sqlx::test(migrations = false)]
+async fn a_missing_database_or_a_taken_port_is_one_line_and_exit_2(pool: PgPool) {
+    let missing = database_url(&pool).replace(&database_name(&pool), "no_such_database");
+    for command in ["migrate", "serve", "seed-demo"] {
+        let started = std::time::Instant::now();
+        let output = agent_api(Some(&missing)).arg(command).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{command}: {stderr}");
+        let lines: Vec<&str> = stderr
+            .trim()
+            .lines()
+            .filter(|l| l.starts_with("agent-api:"))
+            .collect();
+        assert_eq!(lines.len(), 1, "{command}: {stderr}");
+        assert!(
+            lines[0].contains("no_such_database") && lines[0].contains("does not exist"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains(" line "), "no source locations: {stderr}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{command} waited"
+        );
+    }
+    run_ok(agent_api(Some(&database_url(&pool))).arg("migrate"));
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let output = agent_api(Some(&database_url(&pool)))
+        .env("APP__SERVER__HOST", "127.0.0.1")
+        .env("APP__SERVER__PORT", &port)
+        .arg("serve")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("APP__SERVER__PORT"), "{stderr}");
+}
+
+/// Ctrl-C stops as SIGTERM does: requests drained, exit 0, no "forced" shutdown.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn ctrl_c_drains_like_sigterm(pool: PgPool) {
+    let mut serving = spawn_serve(&database_url(&pool), &[]);
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &serving.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    assert_eq!(
+        wait_for_exit(&mut serving.child, Duration::from_secs(20)).code(),
+        Some(0)
+    );
+    assert!(!serving.log().contains("forced"), "{}", serving.log());
+}
+
+/// `.env.example` is an env file as it stands: sourced by a shell with only the secret
+/// changed (and, here, the test's database and free ports), `serve` starts.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn env_example_sourced_by_a_shell_starts_serve(pool: PgPool) {
+    let script = format!(
+        "set -a; . ./.env.example; set +a; \
+         export APP__AUTH__JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'); \
+         export DATABASE_URL='{}' APP__SERVER__HOST=127.0.0.1 APP__SERVER__PORT=0 APP__OPS__PORT=0; \
+         exec '{}' serve",
+        database_url(&pool),
+        crate::support::process::BINARY
+    );
+    let mut shell = crate::support::process::Running(
+        std::process::Command::new("bash")
+            .args(["-c", &script])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = std::io::BufReader::new(shell.0.stdout.take().unwrap());
+    let serving = std::io::BufRead::lines(stdout)
+        .map_while(Result::ok)
+        .any(|line| line.contains("agent-api serving"));
+    if !serving {
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut shell.0.stderr.take().unwrap(), &mut stderr).ok();
+        panic!("serve did not start: {stderr}");
+    }
+}

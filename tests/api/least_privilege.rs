@@ -1,4 +1,4 @@
-//! `serve` needs no more than to read what it lists and to listen (SPEC §5; the README gives
+//! `serve` needs no more than to read what it lists and to listen (SPEC §5; docs/operations.md gives
 //! the role): every route works under such a role, and the role can change nothing.
 
 use agent_api::config::LegacyMode;

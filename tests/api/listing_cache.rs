@@ -92,7 +92,7 @@ async fn pages_come_from_memory_until_a_change_is_announced(pool: PgPool) {
     setup.rename("announced").await;
     setup.await_name("announced").await;
 
-    // The README's repair after a load with triggers off announces itself.
+    // The documented repair after a load with triggers off announces itself.
     setup.rename_unannounced("restored").await;
     sqlx::query("select rebuild_caller_line_counts()")
         .execute(&setup.pool)
@@ -261,7 +261,7 @@ async fn a_feed_that_cannot_hear_is_never_trusted(pool: PgPool) {
     );
 }
 
-/// A session of a role that may only read, as the README makes one, on this test's database.
+/// A session of a role that may only read, as docs/operations.md makes one, on this test's database.
 async fn reader_session(pool: &PgPool) -> (String, sqlx::PgConnection) {
     use sqlx::Connection;
     let reader = reader_role();

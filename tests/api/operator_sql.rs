@@ -1,5 +1,5 @@
-//! The SQL operators run: every block of README.md against a real database, the split function
-//! and the service view (SPEC §1).
+//! The SQL operators run: every block of the README and docs/operations.md against a real
+//! database, the split function and the service view (SPEC §1).
 
 use agent_api::store::demo;
 use sqlx::PgPool;
@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::support::*;
 
-/// The ```sql blocks of README.md, with psql's `:'name'`, `:"name"` and `:name` variables
+/// The ```sql blocks of the documents, with psql's `:'name'`, `:"name"` and `:name` variables
 /// filled in.
 fn readme_sql(values: &[(&str, String)]) -> Vec<String> {
     readme_blocks()
@@ -16,20 +16,23 @@ fn readme_sql(values: &[(&str, String)]) -> Vec<String> {
         .collect()
 }
 
-/// The README's SQL block that contains `text`, filled in.
+/// The documents' SQL block that contains `text`, filled in.
 pub fn readme_block(text: &str, values: &[(&str, String)]) -> String {
     let block = readme_blocks()
         .into_iter()
         .find(|block| block.contains(text))
-        .unwrap_or_else(|| panic!("no README block contains {text:?}"));
+        .unwrap_or_else(|| panic!("no documented SQL block contains {text:?}"));
     fill(block, values)
 }
 
 fn readme_blocks() -> Vec<String> {
-    let readme = include_str!("../../README.md");
+    let documents = [
+        include_str!("../../README.md"),
+        include_str!("../../docs/operations.md"),
+    ];
     let mut blocks = Vec::new();
     let mut current: Option<String> = None;
-    for line in readme.lines() {
+    for line in documents.iter().flat_map(|document| document.lines()) {
         match (&mut current, line.trim_start()) {
             (None, "```sql") => current = Some(String::new()),
             (Some(block), "```") => {
@@ -60,9 +63,13 @@ fn fill(mut block: String, values: &[(&str, String)]) -> String {
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
-async fn the_operator_sql_in_the_readme_runs(pool: PgPool) {
+async fn the_documented_operator_sql_runs(pool: PgPool) {
     demo::seed(&pool).await.unwrap();
     let line = "a1b93390-3e6e-4bc4-b23b-5693484fd0f7";
+    let lines_before: i64 = sqlx::query_scalar("select count(*) from caller_lines")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     let values = [
         ("partner", demo::DEMO_PARTNER_ID.to_string()),
         ("user", "00000000-0000-0000-0000-000000000002".to_string()),
@@ -75,15 +82,31 @@ async fn the_operator_sql_in_the_readme_runs(pool: PgPool) {
         ("reader", reader_role()),
         ("password", "unused-with-trust-auth".to_string()),
         ("database", database_name(&pool)),
+        ("tenant_name", "云节点二".to_string()),
+        ("tenant", demo::DEMO_TENANT_ID.to_string()),
+        ("caller_number", "caller-new".to_string()),
+        ("count", "1000".to_string()),
+        ("pid", "0".to_string()),
     ];
     let blocks = readme_sql(&values);
-    assert!(blocks.len() >= 2, "README has its SQL blocks");
+    assert!(blocks.len() >= 8, "the documents have their SQL blocks");
     for block in blocks {
         sqlx::raw_sql(sqlx::AssertSqlSafe(block.clone()))
             .execute(&pool)
             .await
-            .unwrap_or_else(|e| panic!("README SQL failed: {e}\n{block}"));
+            .unwrap_or_else(|e| panic!("documented SQL failed: {e}\n{block}"));
     }
+    // One line, then a thousand at once, then the split's child (ids by default).
+    let lines_after: i64 = sqlx::query_scalar("select count(*) from caller_lines")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(lines_after - lines_before, 1 + 1000 + 1);
+    let tenants: i64 = sqlx::query_scalar("select count(*) from tenants where name = '云节点二'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(tenants, 1, "the new tenant");
     // The split took 1 of the line's 10 and made a child; the line was then soft-deleted.
     let (parent_call_line, children): (i32, i64) = sqlx::query_as(
         "select call_line, (select count(*) from caller_lines where parent_id = $1::uuid) \

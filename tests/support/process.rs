@@ -43,6 +43,8 @@ pub struct Serving {
     pub ops_port: u16,
     /// Bytes the child has written to its log (stdout) so far.
     logged: Arc<AtomicUsize>,
+    /// Its log's last lines (up to a few hundred KB).
+    tail: Arc<std::sync::Mutex<String>>,
 }
 
 /// A test that ends, or fails, takes its server down with it (and the server's sessions, so the
@@ -57,6 +59,11 @@ impl Drop for Serving {
 impl Serving {
     pub fn logged_bytes(&self) -> usize {
         self.logged.load(Ordering::SeqCst)
+    }
+
+    /// The last lines of its log, once it has exited (or so far).
+    pub fn log(&self) -> String {
+        self.tail.lock().unwrap().clone()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -88,10 +95,22 @@ pub fn spawn_serve(database_url: &str, extra_env: &[(&str, &str)]) -> Serving {
         }
     };
     let logged = Arc::new(AtomicUsize::new(0));
-    let counter = logged.clone();
+    let tail = Arc::new(std::sync::Mutex::new(String::new()));
+    let (counter, into) = (logged.clone(), tail.clone());
     std::thread::spawn(move || {
+        const KEPT: usize = 256 * 1024;
         for line in lines.map_while(Result::ok) {
             counter.fetch_add(line.len() + 1, Ordering::SeqCst);
+            let mut tail = into.lock().unwrap();
+            if tail.len() > KEPT {
+                let cut = tail.len() - KEPT / 2;
+                let cut = (cut..tail.len())
+                    .find(|&i| tail.is_char_boundary(i))
+                    .unwrap_or(0);
+                tail.drain(..cut);
+            }
+            tail.push_str(&line);
+            tail.push('\n');
         }
     });
     Serving {
@@ -99,6 +118,7 @@ pub fn spawn_serve(database_url: &str, extra_env: &[(&str, &str)]) -> Serving {
         port,
         ops_port,
         logged,
+        tail,
     }
 }
 

@@ -46,9 +46,9 @@ fn readiness(state: &AppState, in_detail: bool) -> HttpResponse {
         Some(Where::Shared) => "shared",
         Some(Where::Fallback) => "fallback",
     };
-    let schema_fit = matches!(schema, Schema::Current | Schema::Ahead { .. });
+    let ready = state.health.is_ready();
     let mut body = serde_json::json!({
-        "status": if database && schema_fit { "ready" } else { "not ready" },
+        "status": if ready { "ready" } else { "not ready" },
         "database": if database { "answers" } else { "does not answer" },
         "schema": match &schema {
             Schema::Unknown => "unknown",
@@ -81,7 +81,7 @@ fn readiness(state: &AppState, in_detail: bool) -> HttpResponse {
             .collect();
         body["replicas"] = replicas.into();
     }
-    if database && schema_fit {
+    if ready {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable()
