@@ -18,6 +18,8 @@ scale: one instance, one behind HAProxy, two behind it, and two reading misses f
        standby, cache on and off, on the same data.
 herd:  what a cold instance costs the database: 64 requests at once for one cold page, and
        a restart under 500 partners' load (`--binary` to compare another build).
+upgrade: a 0700-era database of 2,000,000 lines migrated by today's binary while an instance
+       of that era serves: each migration's time, read stalls per table, errors and p99.
 """
 
 import argparse
@@ -30,6 +32,7 @@ from dataclasses import dataclass
 from kit import (BIN, Service, app_env, list_statement, log, pgbench, prepare_database, psql,
                  run, scenario_rows, targets, url_with_database, wrk)
 from herd import herd
+from upgrade import upgrade
 from hostile import hostile
 from scale import scale
 from writer import Writer
@@ -230,7 +233,8 @@ def bulk(args, admin_url):
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["load", "soak", "bulk", "hostile", "scale", "herd"])
+    parser.add_argument("mode", choices=["load", "soak", "bulk", "hostile", "scale", "herd",
+                                         "upgrade"])
     parser.add_argument("--lines", type=int)
     parser.add_argument("--connections", type=int)
     parser.add_argument("--seconds", type=int)
@@ -250,8 +254,9 @@ def main():
     args.connections = args.connections or (64 if args.mode == "soak" else 32)
     args.seconds = args.seconds or (60 if args.mode == "soak" else 15)
     args.lines = args.lines or (2_000_000 if args.mode == "herd" else 1_000_000)
-    if args.mode in ("bulk", "hostile"):
-        (bulk if args.mode == "bulk" else hostile)(args, os.environ["DATABASE_URL"])
+    if args.mode in ("bulk", "hostile", "upgrade"):
+        {"bulk": bulk, "hostile": hostile, "upgrade": upgrade}[args.mode](
+            args, os.environ["DATABASE_URL"])
         return
     database_url = prepare_database(os.environ["DATABASE_URL"], args.lines, args.reload)
     {"load": load, "soak": soak, "scale": scale, "herd": herd}[args.mode](args, database_url)

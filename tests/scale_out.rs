@@ -318,3 +318,71 @@ async fn after_its_bytes_were_dropped_redis_is_shared_again_promptly(pool: PgPoo
     let (fresh, fresh_path) = listed(&pool).await;
     assert_eq!(allowed(&[&app], fresh, &fresh_path, 15).await, 10);
 }
+
+/// Behind PgBouncer in transaction mode (server sessions shared between clients' transactions:
+/// a named statement there collides, `prepared statement "sqlx_s_1" already exists`), with
+/// APP__DATABASE__POOL_MODE=transaction and the feed on a direct session, every route answers
+/// right under concurrent load, and a revocation holds.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn behind_pgbouncer_in_transaction_mode_every_route_answers(pool: PgPool) {
+    use agent_api::config::PoolMode;
+    let tenant = default_tenant(&pool, "云节点").await;
+    let partner = partner(&pool).await;
+    for n in 0..30 {
+        line(tenant, partner).nth(n).insert(&pool).await;
+    }
+    let direct = database_url(&pool);
+    let options = pool.connect_options();
+    let bouncer = support::pgbouncer::PgBouncer::start(options.get_host(), options.get_port());
+    let mut settings = test_settings();
+    settings.database.pool_mode = PoolMode::Transaction;
+    let through_bouncer =
+        agent_api::store::pool(&bouncer.url(&direct), &settings.database).unwrap();
+    let app = std::sync::Arc::new(
+        TestApp::configured(through_bouncer.clone(), |s| {
+            s.database.pool_mode = PoolMode::Transaction;
+            s.database.feed_url = Some(direct.clone().into());
+            s.legacy.callerline = agent_api::config::LegacyMode::On;
+            // Every page read from the database, through PgBouncer.
+            s.listing_cache.enabled = false;
+        })
+        .await,
+    );
+    app.await_listing_cache("disabled").await;
+    let token = format!("Bearer {}", app.token_for(partner));
+    let requests = (0..200).map(|n| {
+        let (app, token) = (app.clone(), token.clone());
+        let path = match n % 3 {
+            0 => format!(
+                "/agent-api/tenant/{tenant}/callerline?per_page={}",
+                1 + n % 30
+            ),
+            1 => format!("/agent-api/callerline?page={}&per_page=7", 1 + n % 5),
+            _ => "/agent-api/tenant".to_string(),
+        };
+        tokio::spawn(async move {
+            let body = json(app.request(&path, Some(&token)).await).await;
+            (path, body)
+        })
+    });
+    for request in requests {
+        let (path, body) = request.await.unwrap();
+        assert_eq!(body["code"], 200, "{path}: {body}");
+        if path.contains("callerline") {
+            assert_eq!(body["meta"]["total"], 30, "{path}: {body}");
+        }
+    }
+    sqlx::query("update users set tokens_valid_after = now() + interval '1 second' where id = $1")
+        .bind(partner)
+        .execute(&pool)
+        .await
+        .unwrap();
+    eventually("the revoked token is refused", || async {
+        app.request("/agent-api/tenant", Some(&token))
+            .await
+            .status()
+            == 401
+    })
+    .await;
+    through_bouncer.close().await;
+}

@@ -116,6 +116,36 @@ pub struct DatabaseSettings {
     pub statement_timeout_ms: u64,
     /// At start-up, how long `serve` waits for the database to come up before giving up.
     pub startup_wait_seconds: u64,
+    /// What `DATABASE_URL` reaches: its own sessions (`session`: direct, or a session pooler)
+    /// or a transaction pooler's (`transaction`: PgBouncer with `pool_mode = transaction`).
+    pub pool_mode: PoolMode,
+}
+
+/// Whether the primary's sessions are the service's own between its transactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+pub enum PoolMode {
+    /// Direct, or through a session pooler: statements are prepared once per connection, and
+    /// the session carries `statement_timeout`.
+    Session,
+    /// Through a transaction pooler: statements are unnamed, nothing is sent at connection but
+    /// what PgBouncer forwards (set `statement_timeout` on the role), and the change feed needs
+    /// a direct session (`DATABASE_FEED_URL`).
+    Transaction,
+}
+
+impl TryFrom<String> for PoolMode {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, String> {
+        one_of(
+            &value,
+            &[
+                ("session", Self::Session),
+                ("transaction", Self::Transaction),
+            ],
+        )
+    }
 }
 
 impl Default for DatabaseSettings {
@@ -134,6 +164,7 @@ impl Default for DatabaseSettings {
             acquire_timeout_ms: 2_000,
             statement_timeout_ms: 5_000,
             startup_wait_seconds: 60,
+            pool_mode: PoolMode::Session,
         }
     }
 }
@@ -149,6 +180,12 @@ impl DatabaseSettings {
             self.replica_max_connections >= 1,
             "database.replica_max_connections",
             "must be at least 1",
+        )?;
+        check(
+            self.pool_mode == PoolMode::Session || self.feed_url.is_some(),
+            "database.feed_url",
+            "is required with APP__DATABASE__POOL_MODE=transaction: LISTEN needs a direct \
+             session with the primary",
         )
     }
 }

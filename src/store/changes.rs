@@ -252,10 +252,13 @@ async fn send_heartbeats(options: PgConnectOptions, every: Duration, heartbeats:
         let Some(open) = connection.as_mut() else {
             continue;
         };
-        let sent = sqlx::query("select pg_notify($1, $2)")
-            .bind(CHANNEL)
-            .bind(heartbeats.payload(Instant::now()))
-            .execute(open);
+        // The simple protocol, one message: `DATABASE_URL` may go through a transaction
+        // pooler. The payload is this process's own (hex digits, digits and spaces).
+        let notify = format!(
+            "select pg_notify('{CHANNEL}', '{}')",
+            heartbeats.payload(Instant::now())
+        );
+        let sent = sqlx::raw_sql(sqlx::AssertSqlSafe(notify)).execute(open);
         if !matches!(tokio::time::timeout(every, sent).await, Ok(Ok(_))) {
             connection = None;
         }

@@ -10,11 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::pool::PoolConnection;
-use sqlx::{PgConnection, PgPool, Postgres};
+use sqlx::{Connection, PgPool, Postgres};
 
 use super::pool::{acquire, timed};
 use super::replicas::Replicas;
-use crate::config::DatabaseSettings;
+use super::session::Session;
+use crate::config::{DatabaseSettings, PoolMode};
 
 /// How much longer than its `statement_timeout` a statement on the primary may take before it
 /// is given up on here: the server's own timeout answers well within it.
@@ -36,6 +37,9 @@ pub struct Database {
     primary: PgPool,
     replicas: Option<Arc<Replicas>>,
     primary_deadline: Duration,
+    /// Whether the primary's statements may be named and kept (not behind a transaction
+    /// pooler).
+    named: bool,
 }
 
 impl Database {
@@ -48,6 +52,7 @@ impl Database {
             primary,
             replicas,
             primary_deadline: Duration::from_millis(settings.statement_timeout_ms) + PRIMARY_MARGIN,
+            named: settings.pool_mode == PoolMode::Session,
         }
     }
 
@@ -63,12 +68,18 @@ impl Database {
     pub(super) async fn on_primary<T>(
         &self,
         statement: &'static str,
-        query: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+        query: impl AsyncFnOnce(Session<'_>) -> Result<T, sqlx::Error>,
     ) -> Result<T, sqlx::Error> {
         let connection = acquire(&self.primary).await?;
-        bounded(connection, self.primary_deadline, statement, query)
-            .await
-            .unwrap_or_else(|| Err(silent(self.primary_deadline)))
+        bounded(
+            connection,
+            self.named,
+            self.primary_deadline,
+            statement,
+            query,
+        )
+        .await
+        .unwrap_or_else(|| Err(silent(self.primary_deadline)))
     }
 
     /// Runs `statement` on a standby that has replayed to `watermark`, or on the primary when
@@ -77,7 +88,7 @@ impl Database {
         &self,
         watermark: Watermark,
         statement: &'static str,
-        query: impl AsyncFn(&mut PgConnection) -> Result<T, sqlx::Error>,
+        query: impl AsyncFn(Session<'_>) -> Result<T, sqlx::Error>,
     ) -> Result<T, sqlx::Error> {
         if let Some(replicas) = &self.replicas {
             let reason = match watermark {
@@ -104,11 +115,23 @@ impl Database {
 /// then dropped rather than returned to its pool (it is mid-statement with a silent peer).
 pub(super) async fn bounded<T>(
     mut connection: PoolConnection<Postgres>,
+    named: bool,
     deadline: Duration,
     statement: &'static str,
-    query: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+    query: impl AsyncFnOnce(Session<'_>) -> Result<T, sqlx::Error>,
 ) -> Option<Result<T, sqlx::Error>> {
-    let outcome = tokio::time::timeout(deadline, timed(&mut connection, statement, query)).await;
+    let run = async {
+        if named {
+            return query(Session::new(&mut connection, true)).await;
+        }
+        // Behind a transaction pooler the statement's messages (parse, then bind and execute,
+        // each ending in a sync) must reach one server session: a transaction keeps it.
+        let mut transaction = connection.begin().await?;
+        let outcome = query(Session::new(&mut transaction, false)).await?;
+        transaction.commit().await?;
+        Ok(outcome)
+    };
+    let outcome = tokio::time::timeout(deadline, timed(statement, run)).await;
     if outcome.is_err() {
         drop(connection.detach());
     }

@@ -11,6 +11,7 @@ pub mod partners;
 mod pool;
 pub mod replicas;
 pub mod schema;
+pub mod session;
 pub mod tenants;
 
 pub use database::Database;
@@ -21,9 +22,11 @@ use crate::config::ConfigError;
 /// Refuses a standby as the primary: the change feed cannot `LISTEN` on one, and the heartbeat
 /// cannot be sent through one (Postgres: `cannot execute LISTEN during recovery`).
 pub async fn refuse_standby(pool: &sqlx::PgPool) -> anyhow::Result<()> {
-    let in_recovery: bool = sqlx::query_scalar("select pg_is_in_recovery()")
+    use sqlx::Row;
+    let in_recovery: bool = sqlx::raw_sql("select pg_is_in_recovery()")
         .fetch_one(pool)
-        .await?;
+        .await?
+        .try_get(0)?;
     if in_recovery {
         return Err(ConfigError(
             "DATABASE_URL names a standby: it must name the primary (standbys go in DATABASE_REPLICA_URLS)"

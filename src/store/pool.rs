@@ -4,28 +4,37 @@ use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgConnection, PgPool, Postgres};
+use sqlx::{Connection, PgPool, Postgres};
 
-use crate::config::DatabaseSettings;
+use crate::config::{DatabaseSettings, PoolMode};
 
 /// How long a pooled connection may sit idle before it is pinged on its way out of the pool.
 const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
 
-/// A lazily connecting pool: start-up and `/readyz` decide what to do while Postgres is down.
+/// A lazily connecting pool of the primary (`DATABASE_URL`, in `pool_mode`): start-up and
+/// `/readyz` decide what to do while Postgres is down.
 pub fn pool(url: &str, settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
-    Ok(pool_options(settings.max_connections, settings)
-        .connect_lazy_with(session_options(url, settings)?))
+    Ok(
+        pool_options(settings.max_connections, settings).connect_lazy_with(session_options(
+            url,
+            settings,
+            settings.pool_mode,
+        )?),
+    )
 }
 
-/// What every session of the service sets, on the primary or a standby.
+/// What every session of the service sets, on the primary or a standby (always a session of
+/// its own).
 pub(super) fn session_options(
     url: &str,
     settings: &DatabaseSettings,
+    mode: PoolMode,
 ) -> Result<PgConnectOptions, sqlx::Error> {
-    Ok(url
+    let options = url
         .parse::<PgConnectOptions>()?
-        .application_name("agent-api")
-        .options([
+        .application_name("agent-api");
+    Ok(match mode {
+        PoolMode::Session => options.options([
             (
                 "statement_timeout",
                 settings.statement_timeout_ms.to_string(),
@@ -33,7 +42,11 @@ pub(super) fn session_options(
             // The statements are written to plan well without their parameters' values, so
             // each is planned once per connection instead of on every execution.
             ("plan_cache_mode", "force_generic_plan".to_string()),
-        ]))
+        ]),
+        // A transaction pooler forwards no `options`; statements are unnamed (`Session`) and
+        // none is kept.
+        PoolMode::Transaction => options.statement_cache_capacity(0),
+    })
 }
 
 /// How the service's pools keep their connections.
@@ -72,12 +85,11 @@ pub(super) async fn acquire(pool: &PgPool) -> Result<PoolConnection<Postgres>, s
 
 /// Runs one statement, recording how long it took (`agent_api_db_query_duration_seconds`).
 pub(super) async fn timed<T>(
-    connection: &mut PgConnection,
     statement: &'static str,
-    query: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+    query: impl Future<Output = Result<T, sqlx::Error>>,
 ) -> Result<T, sqlx::Error> {
     let started = Instant::now();
-    let outcome = query(connection).await;
+    let outcome = query.await;
     metrics::histogram!("agent_api_db_query_duration_seconds", "statement" => statement)
         .record(started.elapsed().as_secs_f64());
     outcome
@@ -101,10 +113,8 @@ impl Drop for Waiting {
     }
 }
 
-/// A round trip to the database, for `/readyz`.
+/// A round trip to the database, for `/readyz`: the simple protocol, as every statement made
+/// outside a `Session` (one message, whatever pooler is in between).
 pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
-    sqlx::query!("select 1 as one")
-        .fetch_one(pool)
-        .await
-        .map(drop)
+    sqlx::raw_sql("select 1").execute(pool).await.map(drop)
 }

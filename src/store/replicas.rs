@@ -19,8 +19,9 @@ use sqlx::{PgConnection, PgPool};
 
 use super::database::bounded;
 use super::pool::{pool_options, session_options};
+use super::session::Session;
 use crate::background::Background;
-use crate::config::{ConfigError, DatabaseSettings};
+use crate::config::{ConfigError, DatabaseSettings, PoolMode};
 
 /// How often a standby that is behind is asked again how far it has replayed.
 const POLL_EVERY: Duration = Duration::from_millis(2);
@@ -128,12 +129,13 @@ impl Replicas {
             .replica_urls
             .iter()
             .map(|url| {
-                let options = session_options(url.expose_secret(), settings).map_err(|error| {
-                    ConfigError::about(
-                        "database.replica_urls",
-                        &format!("holds a URL that is not usable: {error}"),
-                    )
-                })?;
+                let options = session_options(url.expose_secret(), settings, PoolMode::Session)
+                    .map_err(|error| {
+                        ConfigError::about(
+                            "database.replica_urls",
+                            &format!("holds a URL that is not usable: {error}"),
+                        )
+                    })?;
                 let name = format!("{}:{}", options.get_host(), options.get_port());
                 let pool = pool_options(settings.replica_max_connections, settings)
                     .acquire_timeout(Duration::from_millis(settings.connect_timeout_ms))
@@ -171,7 +173,7 @@ impl Replicas {
         &self,
         watermark: u64,
         statement: &'static str,
-        query: &impl AsyncFn(&mut PgConnection) -> Result<T, sqlx::Error>,
+        query: &impl AsyncFn(Session<'_>) -> Result<T, sqlx::Error>,
     ) -> Result<T, PassedOver> {
         let started = Instant::now();
         let count = self.replicas.len();
@@ -189,14 +191,15 @@ impl Replicas {
             .map_err(|_| down())?
             .map_err(|_| down())?;
         let left = self.deadline.saturating_sub(started.elapsed());
-        let read = async |connection: &mut PgConnection| match self
-            .caught_up(connection, watermark)
+        let read = async |mut session: Session<'_>| match self
+            .caught_up(session.connection(), watermark)
             .await?
         {
-            Ok(()) => query(connection).await.map(Ok),
+            Ok(()) => query(session).await.map(Ok),
             Err(passed_over) => Ok(Err(passed_over)),
         };
-        match bounded(connection, left, statement, read).await {
+        // A standby is a session of its own: its statements are named and kept.
+        match bounded(connection, true, left, statement, read).await {
             Some(Ok(Ok(value))) => Ok(value),
             Some(Ok(Err(PassedOver::Behind))) => {
                 replica.catch_up_to.fetch_max(watermark, Ordering::SeqCst);
@@ -290,11 +293,14 @@ impl Replicas {
     }
 }
 
-/// The server's system identifier: a standby's is its primary's.
+/// The server's system identifier: a standby's is its primary's. The simple protocol: the
+/// primary may be reached through a transaction pooler.
 async fn system_identifier<'c>(executor: impl sqlx::PgExecutor<'c>) -> Result<u64, sqlx::Error> {
-    let system: i64 = sqlx::query_scalar("select system_identifier from pg_control_system()")
+    use sqlx::Row;
+    let system: i64 = sqlx::raw_sql("select system_identifier from pg_control_system()")
         .fetch_one(executor)
-        .await?;
+        .await?
+        .try_get(0)?;
     Ok(system as u64)
 }
 

@@ -3,7 +3,7 @@
 //! migrations must say so rather than answer 500s; one that finds a newer release's migrations
 //! applied (the expand phase of a rolling deploy) serves, as the expand rule lets it.
 
-use sqlx::PgPool;
+use sqlx::{PgPool, Row};
 
 use super::MIGRATOR;
 
@@ -41,8 +41,9 @@ impl Schema {
 const UNDEFINED_TABLE: &str = "42P01";
 
 pub async fn compare(pool: &PgPool) -> Result<Schema, sqlx::Error> {
+    // The simple protocol: `DATABASE_URL` may go through a transaction pooler.
     let applied: Vec<i64> =
-        match sqlx::query_scalar("select version from _sqlx_migrations where success")
+        match sqlx::raw_sql("select version from _sqlx_migrations where success")
             .fetch_all(pool)
             .await
         {
@@ -51,7 +52,10 @@ pub async fn compare(pool: &PgPool) -> Result<Schema, sqlx::Error> {
             {
                 Vec::new()
             }
-            applied => applied?,
+            rows => rows?
+                .iter()
+                .map(|row| row.try_get(0))
+                .collect::<Result<_, _>>()?,
         };
     let missing: Vec<i64> = MIGRATOR
         .iter()

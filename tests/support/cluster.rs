@@ -63,14 +63,7 @@ impl Cluster {
     }
 
     pub fn as_postgres(&self, program: &str) -> Command {
-        let program = self.bin.join(program);
-        if is_root() {
-            let mut command = Command::new("runuser");
-            command.args(["-u", "postgres", "--"]).arg(program);
-            command
-        } else {
-            Command::new(program)
-        }
+        as_postgres(self.bin.join(program))
     }
 
     pub fn start(&self) {
@@ -145,7 +138,19 @@ impl Drop for Cluster {
     }
 }
 
-fn is_root() -> bool {
+/// `program` run as the postgres user when the tests run as root: Postgres, and PgBouncer,
+/// refuse to run as root.
+pub fn as_postgres(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    if is_root() {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()

@@ -1,0 +1,105 @@
+//! How the service's statements run on a connection. On a session of its own (direct, or
+//! through a session pooler) each statement is prepared under a name once and kept, and planned
+//! once per connection. Behind a transaction pooler (PgBouncer with `pool_mode = transaction`,
+//! `APP__DATABASE__POOL_MODE=transaction`) the server session a connection reaches changes from
+//! one transaction to the next, and serves other clients in between: a named statement would
+//! outlive its transaction there, and collide with another client's of the same name
+//! (`prepared statement "sqlx_s_1" already exists`). There every statement is unnamed, and
+//! runs in a transaction of its own (`database::bounded`), so its parse and its execution reach
+//! the same server session. Statements made outside a `Session` (health probes, the schema
+//! check, the heartbeat) use the simple protocol, one message each.
+
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+use sqlx::postgres::{PgQueryResult, PgRow, PgStatement, PgTypeInfo};
+use sqlx::{Describe, Either, Execute, Executor, PgConnection, Postgres, SqlStr};
+
+/// A connection, with whether its statements may be named and kept.
+#[derive(Debug)]
+pub struct Session<'c> {
+    connection: &'c mut PgConnection,
+    named: bool,
+}
+
+impl<'c> Session<'c> {
+    pub fn new(connection: &'c mut PgConnection, named: bool) -> Self {
+        Self { connection, named }
+    }
+
+    /// The connection itself, for statements of its own (a standby's replay position).
+    pub fn connection(&mut self) -> &mut PgConnection {
+        self.connection
+    }
+}
+
+/// A statement, named only if its session allows and it asks to be.
+struct Statement<E> {
+    query: E,
+    named: bool,
+}
+
+impl<'q, E: Execute<'q, Postgres>> Execute<'q, Postgres> for Statement<E> {
+    fn sql(self) -> SqlStr {
+        self.query.sql()
+    }
+
+    fn statement(&self) -> Option<&PgStatement> {
+        self.query.statement()
+    }
+
+    fn take_arguments(
+        &mut self,
+    ) -> Result<Option<sqlx::postgres::PgArguments>, sqlx::error::BoxDynError> {
+        self.query.take_arguments()
+    }
+
+    fn persistent(&self) -> bool {
+        self.named && self.query.persistent()
+    }
+}
+
+impl<'c> Executor<'c> for Session<'c> {
+    type Database = Postgres;
+
+    fn fetch_many<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxStream<'e, Result<Either<PgQueryResult, PgRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Postgres>,
+    {
+        let named = self.named;
+        self.connection.fetch_many(Statement { query, named })
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxFuture<'e, Result<Option<PgRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Postgres>,
+    {
+        let named = self.named;
+        self.connection.fetch_optional(Statement { query, named })
+    }
+
+    fn prepare_with<'e>(
+        self,
+        sql: SqlStr,
+        parameters: &'e [PgTypeInfo],
+    ) -> BoxFuture<'e, Result<PgStatement, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        self.connection.prepare_with(sql, parameters)
+    }
+
+    fn describe<'e>(self, sql: SqlStr) -> BoxFuture<'e, Result<Describe<Postgres>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        self.connection.describe(sql)
+    }
+}
