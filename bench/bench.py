@@ -253,7 +253,7 @@ def main():
     args = parser.parse_args()
     args.connections = args.connections or (64 if args.mode == "soak" else 32)
     args.seconds = args.seconds or (60 if args.mode == "soak" else 15)
-    args.lines = args.lines or (2_000_000 if args.mode == "herd" else 1_000_000)
+    args.lines = args.lines or (2_000_000 if args.mode in ("herd", "upgrade") else 1_000_000)
     if args.mode in ("bulk", "hostile", "upgrade"):
         {"bulk": bulk, "hostile": hostile, "upgrade": upgrade}[args.mode](
             args, os.environ["DATABASE_URL"])

@@ -106,7 +106,7 @@ def probes(database_url, seconds):
         script.write_text(f"select 1 from {table} limit 1;\n")
         processes.append(subprocess.Popen(
             ["pgbench", "-n", "-c1", "-j1", "-R", "20", f"-T{seconds}", "-l",
-             f"--log-prefix={directory / table}", "-f", str(script), database_url],
+             f"--log-prefix={directory / ('log-' + table)}", "-f", str(script), database_url],
             cwd=directory, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     return directory, processes
 
@@ -114,7 +114,7 @@ def probes(database_url, seconds):
 def probe_reads(directory, table):
     """(start, seconds) of each logged read of `table`."""
     reads = []
-    for log_file in directory.glob(f"{table}.*"):
+    for log_file in directory.glob(f"log-{table}.*"):
         for line in log_file.read_text().split("\n"):
             fields = line.split()
             if len(fields) >= 6:
@@ -144,7 +144,7 @@ def migrations_run(stderr):
 
 def upgrade(args, admin_url):
     era = era_binary()
-    database_url = era_database(admin_url, era, args.lines or 2_000_000)
+    database_url = era_database(admin_url, era, args.lines)
     service = Service(database_url, args.pool, args.log_level, "on", binary=era)
     rows = scenario_rows(database_url)["typical"]
     load = Load(service.port, targets(rows))

@@ -280,10 +280,12 @@ async fn answering(
 }
 
 /// Whether an error reaching the database may go away by itself: the server down or starting
-/// (refused, reset, timed out, "the database system is starting up"), as opposed to an answer.
+/// (refused, reset, timed out, "the database system is starting up"), as opposed to an answer
+/// (a certificate refused by TLS comes as data that is invalid).
 fn worth_waiting(error: &sqlx::Error) -> bool {
     match error {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Io(error) => error.kind() != std::io::ErrorKind::InvalidData,
+        sqlx::Error::PoolTimedOut => true,
         // 57P03: cannot connect now (starting up, shutting down, in recovery).
         sqlx::Error::Database(database) => database.code().as_deref() == Some("57P03"),
         _ => false,

@@ -441,8 +441,12 @@ pub struct RateLimitSettings {
     /// that is not one of them is the client. Empty: the header is ignored.
     pub trusted_proxies: Vec<IpNet>,
     /// Redis shared by every instance for the buckets; unset: each instance has its own.
+    /// `rediss://` speaks TLS; a user and password in it are Redis ACL's.
     #[serde(serialize_with = "secret::serialize")]
     pub redis_url: Option<SecretString>,
+    /// The CA (PEM file) a `rediss://` server's certificate must chain to; unset: the
+    /// system's trusted roots.
+    pub redis_ca_path: Option<PathBuf>,
     /// Every Redis call is given up after this long (and the instance falls back).
     pub redis_timeout_ms: u64,
     /// How many instances share the quota: while Redis does not answer, each allows its
@@ -460,6 +464,7 @@ impl Default for RateLimitSettings {
             anonymous_burst: 20,
             trusted_proxies: Vec::new(),
             redis_url: None,
+            redis_ca_path: None,
             redis_timeout_ms: 25,
             instances: None,
         }

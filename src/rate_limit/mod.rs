@@ -161,7 +161,11 @@ impl RateLimits {
         let shared = match &settings.redis_url {
             None => None,
             Some(url) => Some(Arc::new(Shared {
-                buckets: SharedBuckets::new(url, settings.redis_timeout())?,
+                buckets: SharedBuckets::new(
+                    url,
+                    settings.redis_ca_path.as_deref(),
+                    settings.redis_timeout(),
+                )?,
                 fallback: Local::new(partner.divided(instances), address.divided(instances)),
                 in_use: AtomicBool::new(true),
                 background: background.clone(),

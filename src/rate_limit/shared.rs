@@ -7,6 +7,7 @@
 //! late, each then taken for the next one's) is a failure, never "allowed"; the connection is
 //! then made anew.
 
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -50,12 +51,33 @@ pub struct SharedBuckets {
 
 impl SharedBuckets {
     /// Connects lazily: a Redis that is down at start-up is an outage like any other. A
-    /// `rediss://` URL speaks TLS; a user and password in it are Redis ACL's.
-    pub fn new(url: &SecretString, timeout: Duration) -> Result<Self, ConfigError> {
+    /// `rediss://` URL speaks TLS (to a server whose certificate chains to `ca`, when given);
+    /// a user and password in it are Redis ACL's.
+    pub fn new(
+        url: &SecretString,
+        ca: Option<&Path>,
+        timeout: Duration,
+    ) -> Result<Self, ConfigError> {
         let unusable = |error: redis::RedisError| {
             ConfigError::about("rate_limit.redis_url", &format!("is not usable: {error}"))
         };
-        let client = Client::open(url.expose_secret()).map_err(unusable)?;
+        let client = match ca {
+            None => Client::open(url.expose_secret()),
+            Some(ca) => {
+                let root_cert = std::fs::read(ca).map_err(|error| {
+                    ConfigError::about(
+                        "rate_limit.redis_ca_path",
+                        &format!("cannot be read ({}): {error}", ca.display()),
+                    )
+                })?;
+                let certificates = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                };
+                Client::build_with_tls(url.expose_secret(), certificates)
+            }
+        }
+        .map_err(unusable)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))

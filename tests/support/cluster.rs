@@ -13,6 +13,8 @@ pub struct Cluster {
     bin: PathBuf,
     dir: PathBuf,
     port: u16,
+    /// Whether it serves TLS (`server.crt`, `server.key` in its directory).
+    tls: bool,
 }
 
 impl Cluster {
@@ -50,7 +52,12 @@ impl Cluster {
         let dir = std::env::temp_dir().join(format!("agent-api-cluster-{}", Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let port = free_port();
-        let cluster = Self { bin, dir, port };
+        let cluster = Self {
+            bin,
+            dir,
+            port,
+            tls: false,
+        };
         if is_root() {
             run(Command::new("chown")
                 .arg("-R")
@@ -66,9 +73,27 @@ impl Cluster {
         as_postgres(self.bin.join(program))
     }
 
+    /// Serves TLS with this certificate and key (PEM) from its next start.
+    pub fn serve_tls(&mut self, cert: &str, key: &str) {
+        for (file, pem) in [("server.crt", cert), ("server.key", key)] {
+            std::fs::write(self.dir.join(file), pem).unwrap();
+            run(Command::new("chmod").arg("600").arg(self.dir.join(file)));
+            if is_root() {
+                run(Command::new("chown")
+                    .arg("postgres")
+                    .arg(self.dir.join(file)));
+            }
+        }
+        self.tls = true;
+    }
+
     pub fn start(&self) {
+        let tls = match self.tls {
+            true => " -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key",
+            false => "",
+        };
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off{tls}",
             self.port,
             self.dir.display()
         );
@@ -120,6 +145,10 @@ impl Cluster {
 
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 }
 

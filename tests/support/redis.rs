@@ -24,6 +24,39 @@ impl Redis {
         redis
     }
 
+    /// Speaking TLS only (its certificate and key, and the CA clients' would chain to), with
+    /// the default user off and one ACL user (name, password) allowed everything.
+    pub fn start_tls(cert: &str, key: &str, ca: &str, (user, password): (&str, &str)) -> Self {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .args([
+                "--tls-cert-file",
+                cert,
+                "--tls-key-file",
+                key,
+                "--tls-ca-cert-file",
+                ca,
+            ])
+            .args(["--tls-auth-clients", "no"])
+            .args(["--user", "default", "off"])
+            .args(["--user", user, "on", &format!(">{password}"), "~*", "+@all"])
+            .args(["--save", "", "--appendonly", "no", "--dir", "/tmp"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/test installs it)");
+        let redis = Self { child, port };
+        await_listening(port, "redis-server");
+        redis
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
