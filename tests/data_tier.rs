@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use sqlx::PgPool;
+use sqlx::{Connection, PgPool};
 use support::cluster::Cluster;
 use support::pki::TestCa;
 use support::process::{agent_api, finished, run_ok, spawn_serve};
@@ -256,5 +256,321 @@ async fn the_rate_limit_is_shared_over_tls_as_an_acl_user(pool: PgPool) {
     assert_eq!(
         json(wrong.get("/readyz").await).await["rate_limit"],
         "fallback"
+    );
+}
+
+/// One partner's line on a tenant, migrated through Patroni's primary.
+struct Failover {
+    patroni: support::patroni::Patroni,
+    pool: PgPool,
+    app: std::sync::Arc<TestApp>,
+    tenant: uuid::Uuid,
+    partner: uuid::Uuid,
+}
+
+impl Failover {
+    async fn start() -> Self {
+        let patroni = tokio::task::block_in_place(support::patroni::Patroni::start);
+        let mut settings = test_settings();
+        settings.database.acquire_timeout_ms = 500;
+        let pool = agent_api::store::pool(&patroni.primary_url(), &settings.database).unwrap();
+        MIGRATOR.run(&pool).await.unwrap();
+        let tenant = tenant(&pool, "云节点").await;
+        let partner = partner(&pool).await;
+        line(tenant, partner).insert(&pool).await;
+        let standbys = vec![patroni.node_url(0).into(), patroni.node_url(1).into()];
+        let app = TestApp::configured(pool.clone(), |s| {
+            s.database.acquire_timeout_ms = 500;
+            s.database.statement_timeout_ms = 2_000;
+            s.database.replica_urls = standbys;
+            s.database.replica_retry_ms = 200;
+        })
+        .await;
+        app.await_listing_cache("live").await;
+        Self {
+            patroni,
+            pool,
+            app: std::sync::Arc::new(app),
+            tenant,
+            partner,
+        }
+    }
+
+    /// When the primary behind HAProxy started, asked on a connection of its own (the pool's
+    /// may outlive a killed postmaster for a while); `None` while none answers.
+    async fn primary_started(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        let mut connection = sqlx::PgConnection::connect(&self.patroni.primary_url())
+            .await
+            .ok()?;
+        sqlx::query_scalar("select pg_postmaster_start_time()")
+            .fetch_one(&mut connection)
+            .await
+            .ok()
+    }
+
+    /// Runs Patroni's controls, which block (processes, curl, sleeps), off the runtime's
+    /// worker: the app's feed and the partner polling it keep running meanwhile.
+    fn drive<R>(&mut self, act: impl FnOnce(&mut support::patroni::Patroni) -> R) -> R {
+        tokio::task::block_in_place(|| act(&mut self.patroni))
+    }
+}
+
+/// What a partner polling through a failover saw: when, HTTP status, envelope code, whether
+/// `Retry-After` came with it, and the line's name on a 200.
+#[derive(Debug, Clone)]
+struct Seen {
+    at: std::time::Instant,
+    /// How long the answer took.
+    took: Duration,
+    status: u16,
+    code: i64,
+    retry_after: bool,
+    name: String,
+}
+
+/// Polls like a partner's integration, every 20 ms, alternating a page it asked before (kept
+/// in memory while trusted) and a new page (a cache miss): until `stop` is set.
+fn poll(
+    failover: &Failover,
+    token: String,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    tokio::task::JoinHandle<Vec<Seen>>,
+) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (app, path, stopped) = (
+        failover.app.clone(),
+        format!("/agent-api/tenant/{}/callerline", failover.tenant),
+        stop.clone(),
+    );
+    let polling = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        for n in 0_u32.. {
+            if stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+            let page = match n % 2 {
+                0 => path.clone(),
+                _ => format!("{path}?per_page={}", 2 + n % 90),
+            };
+            let asked = std::time::Instant::now();
+            let response = app.request(&page, Some(&token)).await;
+            let (status, retry_after) = (
+                response.status().as_u16(),
+                response.headers().contains_key("retry-after"),
+            );
+            let body = json(response).await;
+            seen.push(Seen {
+                at: std::time::Instant::now(),
+                took: asked.elapsed(),
+                status,
+                code: body["code"].as_i64().unwrap_or_default(),
+                retry_after,
+                name: body["data"][0]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            });
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        seen
+    });
+    (stop, polling)
+}
+
+/// Partners saw only 200s, or the 503 envelope with `Retry-After` (never a 500), and the 503s
+/// no later than the failover's `took` plus 2 s after `event`; says how long they lasted and
+/// when the first 200 came after the event.
+fn assert_transition(seen: &[Seen], event: std::time::Instant, took: Duration, what: &str) {
+    for answer in seen {
+        assert!(
+            answer.status == 200
+                || (answer.status == 503 && answer.code == 503 && answer.retry_after),
+            "{what}: {answer:?}"
+        );
+    }
+    let unavailable: Vec<&Seen> = seen.iter().filter(|a| a.status == 503).collect();
+    let last_503 = unavailable
+        .last()
+        .map(|a| a.at.saturating_duration_since(event));
+    if let Some(last) = last_503 {
+        assert!(
+            last <= took + Duration::from_secs(2),
+            "{what}: 503 until {last:?}, failover took {took:?}"
+        );
+    }
+    let first_200 = seen
+        .iter()
+        .filter(|a| a.at > event && a.status == 200)
+        .find(|a| unavailable.last().is_none_or(|last| a.at > last.at))
+        .map(|a| a.at - event);
+    let seconds_of_503 = match (unavailable.first(), unavailable.last()) {
+        (Some(first), Some(last)) => last.at - first.at,
+        _ => Duration::ZERO,
+    };
+    let slowest = seen.iter().map(|a| a.took).max().unwrap_or_default();
+    println!(
+        "{what}: failover {took:?}; {} × 503 over {seconds_of_503:?}; first 200 {first_200:?} after the event; slowest answer {slowest:?}",
+        unavailable.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_planned_switchover_is_a_few_seconds_of_503_and_never_a_500() {
+    let mut failover = Failover::start().await;
+    let token = format!("Bearer {}", failover.app.token_for(failover.partner));
+    let (stop, polling) = poll(&failover, token);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let event = std::time::Instant::now();
+    failover.drive(|patroni| {
+        patroni.switchover(1);
+        patroni.await_role(1, "primary");
+    });
+    let took = event.elapsed();
+    eventually("partners are served again", || async {
+        failover.app.get("/readyz").await.status() == 200
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let seen = polling.await.unwrap();
+    assert_transition(&seen, event, took, "switchover");
+    assert_eq!(seen.last().unwrap().status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_primarys_postmaster_killed_is_a_few_seconds_of_503_and_never_a_500() {
+    let mut failover = Failover::start().await;
+    let token = format!("Bearer {}", failover.app.token_for(failover.partner));
+    let (stop, polling) = poll(&failover, token);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let event = std::time::Instant::now();
+    let started_before = failover.primary_started().await;
+    failover.drive(|patroni| patroni.kill_postmaster(0));
+    // Patroni restarts it, or fails over: either way a primary started anew answers.
+    eventually("a primary started anew answers", || async {
+        failover
+            .primary_started()
+            .await
+            .is_some_and(|started| Some(started) != started_before)
+    })
+    .await;
+    let took = event.elapsed();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let seen = polling.await.unwrap();
+    assert_transition(&seen, event, took, "postmaster killed");
+    assert_eq!(seen.last().unwrap().status, 200);
+}
+
+/// Replication cut, then a rename and a revocation committed on the primary alone, then the
+/// primary lost: the standby takes over without them. No page showing the lost rename is
+/// served after the switch; a revocation committed on the new primary holds within the bound;
+/// and the old primary, rejoined as a standby, takes reads again once it has replayed.
+#[tokio::test(flavor = "multi_thread")]
+async fn commits_lost_in_a_failover_are_never_shown_and_the_old_primary_rejoins() {
+    let mut failover = Failover::start().await;
+    let token = format!(
+        "Bearer {}",
+        failover.app.token_issued(
+            failover.partner,
+            chrono::Utc::now() - chrono::TimeDelta::seconds(60)
+        )
+    );
+    let (stop, polling) = poll(&failover, token.clone());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    failover.drive(|patroni| patroni.cut_replication(1));
+    sqlx::query("update caller_lines set name = '丢失的改名' where partner_id = $1")
+        .bind(failover.partner)
+        .execute(&failover.pool)
+        .await
+        .unwrap();
+    let path = format!("/agent-api/tenant/{}/callerline", failover.tenant);
+    eventually("the rename is served, from the old primary", || async {
+        json(failover.app.request(&path, Some(&token)).await).await["data"][0]["name"]
+            == "丢失的改名"
+    })
+    .await;
+    let event = std::time::Instant::now();
+    failover.drive(|patroni| {
+        patroni.kill_node(0);
+        patroni.thaw_replication(1);
+        patroni.await_role(1, "primary");
+    });
+    let took = event.elapsed();
+    let switched = std::time::Instant::now();
+    eventually("partners are served again", || async {
+        failover.app.request(&path, Some(&token)).await.status() == 200
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // A revocation on the new primary holds within the bound.
+    sqlx::query("update users set tokens_valid_after = now() + interval '1 second' where id = $1")
+        .bind(failover.partner)
+        .execute(&failover.pool)
+        .await
+        .unwrap();
+    let revoked = std::time::Instant::now();
+    eventually("the revoked token is refused", || async {
+        failover.app.request(&path, Some(&token)).await.status() == 401
+    })
+    .await;
+    assert!(
+        revoked.elapsed() <= Duration::from_secs(3),
+        "refused {:?} after",
+        revoked.elapsed()
+    );
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let seen = polling.await.unwrap();
+    let shown: Vec<&Seen> = seen
+        .iter()
+        .filter(|a| a.at > switched && a.name == "丢失的改名")
+        .collect();
+    assert!(shown.is_empty(), "a lost commit was shown: {shown:?}");
+    assert_transition(
+        &seen
+            .iter()
+            .filter(|a| a.at <= revoked)
+            .cloned()
+            .collect::<Vec<_>>(),
+        event,
+        took,
+        "failover with lost commits",
+    );
+
+    // The old primary rejoins as a standby (rewound) and takes reads again.
+    let rejoining = std::time::Instant::now();
+    failover.drive(|patroni| {
+        patroni.start_node(0);
+        patroni.await_role(0, "replica");
+        patroni.await_streaming(0);
+    });
+    let fresh = format!("Bearer {}", failover.app.token_for(failover.partner));
+    let reads_on_node0 = || async {
+        let mut standby = sqlx::PgConnection::connect(&failover.patroni.node_url(0))
+            .await
+            .unwrap();
+        sqlx::query_scalar::<_, i64>(
+            "select count(*) from pg_stat_activity where application_name = 'agent-api' \
+             and backend_type = 'client backend'",
+        )
+        .fetch_one(&mut standby)
+        .await
+        .unwrap()
+    };
+    let mut per_page = 100;
+    eventually("the rejoined standby answers reads", || {
+        per_page += 1;
+        let page = format!("{path}?per_page={per_page}");
+        let (app, fresh) = (failover.app.clone(), fresh.clone());
+        async move {
+            assert_eq!(app.request(&page, Some(&fresh)).await.status(), 200);
+            reads_on_node0().await > 0
+        }
+    })
+    .await;
+    println!(
+        "the old primary took reads again {:?} after it was started",
+        rejoining.elapsed()
     );
 }

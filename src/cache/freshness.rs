@@ -219,8 +219,12 @@ impl Freshness {
         let next = self.sequence.load(SeqCst) + 1;
         match change {
             Change::Listening { position } => {
+                // The position where listening began, even if lower than the last one: after
+                // a failover the new primary's timeline may be behind the old one's (commits
+                // lost with it), and a standby need only replay this timeline to here.
                 if let Some(position) = position {
-                    self.follow_position(position);
+                    self.watermark.store(position, SeqCst);
+                    self.watermark_pending.store(false, SeqCst);
                 }
                 // Whatever was committed while nobody listened is unknown: everything changed.
                 self.name(Scope::Everything, next);
@@ -419,6 +423,18 @@ mod tests {
         assert_eq!(watermark(), Watermark::Replayed(250), "it never goes back");
         freshness.apply(Change::Deaf);
         assert_eq!(watermark(), Watermark::FeedNotTrusted);
+        // Listening anew on a primary whose timeline is behind (a failover lost commits).
+        freshness.apply(Change::Listening {
+            position: Some(180),
+        });
+        freshness.apply(Change::Heard {
+            sent: Instant::now(),
+        });
+        assert_eq!(
+            watermark(),
+            Watermark::Replayed(180),
+            "a new timeline's position"
+        );
     }
 
     fn overflowing() -> Change {

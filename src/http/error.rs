@@ -59,6 +59,9 @@ impl From<sqlx::Error> for ApiError {
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_) => true,
+            // A connection cut mid-handshake, as a proxy in front of a failing-over primary
+            // does: sqlx reads the missing reply to its SSL request as garbage.
+            sqlx::Error::Protocol(_) => true,
             // SQLSTATE classes 08 (connection), 53 (resources), 57 (operator intervention,
             // including statement_timeout's query_canceled and a restarting server).
             sqlx::Error::Database(db) => db.code().is_some_and(|code| {
@@ -238,6 +241,12 @@ mod tests {
     fn connection_failures_are_unavailable_not_internal() {
         assert!(matches!(
             ApiError::from(sqlx::Error::PoolTimedOut),
+            ApiError::Unavailable(_)
+        ));
+        assert!(matches!(
+            ApiError::from(sqlx::Error::Protocol(
+                "unexpected response from SSLRequest".into()
+            )),
             ApiError::Unavailable(_)
         ));
         assert!(matches!(

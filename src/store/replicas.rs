@@ -277,11 +277,16 @@ impl Replicas {
         let state = match looked {
             Ok(Ok((system, replayed))) => {
                 let known = self.system.load(Ordering::SeqCst);
+                let target = replica.catch_up_to.load(Ordering::SeqCst);
                 match replayed {
                     _ if known == 0 => ReplicaState::Down,
                     _ if system != known => ReplicaState::NotAStandby,
                     None => ReplicaState::NotAStandby,
-                    Some(position) if position >= replica.catch_up_to.load(Ordering::SeqCst) => {
+                    Some(position) if position >= target => ReplicaState::Ready,
+                    // A position from before a failover, that the new timeline has not reached:
+                    // reads check their own watermark, which listening anew has reset.
+                    Some(_) if self.primary_is_behind(primary, target).await => {
+                        replica.catch_up_to.store(0, Ordering::SeqCst);
                         ReplicaState::Ready
                     }
                     Some(_) => ReplicaState::Lagging,
@@ -290,6 +295,19 @@ impl Replicas {
             _ => ReplicaState::Down,
         };
         replica.set(state);
+    }
+
+    /// Whether the primary's WAL is short of `target` (a position of another timeline).
+    async fn primary_is_behind(&self, primary: &PgPool, target: u64) -> bool {
+        use sqlx::Row;
+        let position = sqlx::raw_sql("select (pg_current_wal_insert_lsn() - '0/0')::bigint")
+            .fetch_one(primary);
+        match tokio::time::timeout(self.deadline, position).await {
+            Ok(Ok(row)) => row
+                .try_get::<i64, _>(0)
+                .is_ok_and(|at| (at as u64) < target),
+            _ => false,
+        }
     }
 }
 

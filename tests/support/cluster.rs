@@ -186,8 +186,17 @@ pub fn is_root() -> bool {
         .is_ok_and(|out| out.stdout.starts_with(b"0\n"))
 }
 
+/// Kills, with `signal`, a process started in a group of its own (`runuser` forks: its child
+/// is in the group too), and reaps it.
+pub fn end_group(process: &mut std::process::Child, signal: &str) {
+    let _ = Command::new("kill")
+        .args([signal, "--", &format!("-{}", process.id())])
+        .status();
+    let _ = process.wait();
+}
+
 /// `pg_ctl`'s directory: from PATH, else the newest /usr/lib/postgresql/*/bin.
-fn postgres_bin_dir() -> PathBuf {
+pub fn postgres_bin_dir() -> PathBuf {
     if let Ok(output) = Command::new("sh")
         .args(["-c", "command -v pg_ctl"])
         .output()

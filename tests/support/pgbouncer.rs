@@ -3,12 +3,13 @@
 //! sessions between transactions, as they do in production. Run as the postgres user (it
 //! refuses root), on a free port, removed on drop.
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use uuid::Uuid;
 
-use super::cluster::{as_postgres, is_root};
+use super::cluster::{as_postgres, end_group, is_root};
 use super::ports::{await_listening, free_port};
 
 pub struct PgBouncer {
@@ -47,6 +48,7 @@ impl PgBouncer {
                 .status();
         }
         let child = as_postgres("pgbouncer")
+            .process_group(0)
             .arg(dir.join("pgbouncer.ini"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -74,10 +76,7 @@ impl PgBouncer {
 
 impl Drop for PgBouncer {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
+        end_group(&mut self.child, "-TERM");
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
