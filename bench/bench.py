@@ -18,6 +18,7 @@ scale: one instance, one behind HAProxy, two behind it, and two reading misses f
        standby, cache on and off, on the same data.
 herd:  what a cold instance costs the database: 64 requests at once for one cold page, and
        a restart under 500 partners' load (`--binary` to compare another build).
+pooler: the typical load direct and through PgBouncer in transaction mode, cache on and off.
 upgrade: a 0700-era database of 2,000,000 lines migrated by today's binary while an instance
        of that era serves: each migration's time, read stalls per table, errors and p99.
 """
@@ -34,6 +35,7 @@ from kit import (BIN, Service, app_env, list_statement, log, pgbench, prepare_da
 from herd import herd
 from upgrade import upgrade
 from hostile import hostile
+from pooler import pooler
 from scale import scale
 from writer import Writer
 
@@ -234,7 +236,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", choices=["load", "soak", "bulk", "hostile", "scale", "herd",
-                                         "upgrade"])
+                                         "pooler", "upgrade"])
     parser.add_argument("--lines", type=int)
     parser.add_argument("--connections", type=int)
     parser.add_argument("--seconds", type=int)
@@ -259,7 +261,8 @@ def main():
             args, os.environ["DATABASE_URL"])
         return
     database_url = prepare_database(os.environ["DATABASE_URL"], args.lines, args.reload)
-    {"load": load, "soak": soak, "scale": scale, "herd": herd}[args.mode](args, database_url)
+    {"load": load, "soak": soak, "scale": scale, "herd": herd, "pooler": pooler}[args.mode](
+        args, database_url)
 
 
 if __name__ == "__main__":

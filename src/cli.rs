@@ -102,8 +102,9 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Migrate => {
             telemetry::init_stderr(&settings.log);
             let options = connect_options(&settings)?;
+            let session = store::migrate::session_options(&options, &settings.migrate);
             answering(&settings, &options, async || {
-                PgConnection::connect_with(&options).await?.close().await
+                PgConnection::connect_with(&session).await?.close().await
             })
             .await?;
             store::migrate::run(&options, &settings.migrate).await?;
@@ -292,9 +293,23 @@ fn worth_waiting(error: &sqlx::Error) -> bool {
     }
 }
 
-/// What the database (or the way to it) said, in one line without Postgres's source locations.
+/// What the database (or the way to it) said, in one line without Postgres's source locations,
+/// and what to do where the answer alone does not say.
 fn said(error: &sqlx::Error) -> String {
     match error {
+        // PgBouncer in transaction mode forwards no session settings.
+        sqlx::Error::Database(database)
+            if database
+                .message()
+                .starts_with("unsupported startup parameter") =>
+        {
+            format!(
+                "{}: DATABASE_URL reaches a transaction pooler (PgBouncer); `migrate` needs \
+                 DATABASE_URL naming Postgres itself, and `serve` behind the pooler needs \
+                 APP__DATABASE__POOL_MODE=transaction and DATABASE_FEED_URL naming Postgres itself",
+                database.message()
+            )
+        }
         sqlx::Error::Database(database) => database.message().to_string(),
         other => other.to_string().replace('\n', " "),
     }

@@ -37,7 +37,8 @@ impl Drop for Scratch {
 }
 
 /// Behind PgBouncer in transaction mode (server sessions shared between clients' transactions:
-/// a named statement there collides, `prepared statement "sqlx_s_1" already exists`), with
+/// a named statement there collides, `prepared statement "sqlx_s_1" already exists`; `migrate`
+/// and a `serve` not told, refused there, say what to do), with
 /// APP__DATABASE__POOL_MODE=transaction and the feed on a direct session, every route answers
 /// right under concurrent load, and a revocation holds.
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -51,6 +52,21 @@ async fn behind_pgbouncer_in_transaction_mode_every_route_answers(pool: PgPool) 
     let direct = database_url(&pool);
     let options = pool.connect_options();
     let bouncer = support::pgbouncer::PgBouncer::start(options.get_host(), options.get_port());
+    // What the pooler refuses (session settings sent at connection) is said in one line.
+    for command in ["migrate", "serve"] {
+        let output = support::process::agent_api(Some(&bouncer.url(&direct)))
+            .arg(command)
+            .env("APP__DATABASE__STARTUP_WAIT_SECONDS", "5")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{command}: {stderr}");
+        assert!(
+            stderr.contains("transaction pooler")
+                && stderr.contains("APP__DATABASE__POOL_MODE=transaction"),
+            "{command}: {stderr}"
+        );
+    }
     let mut settings = test_settings();
     settings.database.pool_mode = PoolMode::Transaction;
     let through_bouncer =

@@ -27,9 +27,10 @@ const LOCK_NOT_AVAILABLE: &str = "55P03";
 /// Postgres's `query_canceled`: `statement_timeout` ran out.
 const QUERY_CANCELED: &str = "57014";
 
-/// Applies the pending migrations of this build.
-pub async fn run(options: &PgConnectOptions, settings: &MigrateSettings) -> anyhow::Result<()> {
-    let options = options
+/// The migration session's options: its own timeouts, sent at connection (so `migrate` needs
+/// a session with Postgres itself, never a transaction pooler's).
+pub fn session_options(options: &PgConnectOptions, settings: &MigrateSettings) -> PgConnectOptions {
+    options
         .clone()
         .application_name(APPLICATION_NAME)
         .options([
@@ -40,7 +41,12 @@ pub async fn run(options: &PgConnectOptions, settings: &MigrateSettings) -> anyh
             ("lock_timeout", settings.lock_timeout_ms.to_string()),
         ])
         // A migration's SQL is not a slow statement to log whole.
-        .disable_statement_logging();
+        .disable_statement_logging()
+}
+
+/// Applies the pending migrations of this build, on a session made with `session_options`.
+pub async fn run(options: &PgConnectOptions, settings: &MigrateSettings) -> anyhow::Result<()> {
+    let options = session_options(options, settings);
     let mut connection = PgConnection::connect_with(&options).await?;
     let pid: i32 = sqlx::query_scalar("select pg_backend_pid()")
         .fetch_one(&mut connection)

@@ -1,6 +1,7 @@
 //! A PgBouncer of the test's own (Debian's 1.18, which scripts/test installs) in front of a
-//! Postgres server, in transaction mode with a pool small enough that clients share server
-//! sessions between transactions, as they do in production. Run as the postgres user (it
+//! Postgres server, configured by `deploy/pgbouncer.ini` (transaction mode) with the test's
+//! addresses and a pool small enough that clients share server sessions between transactions,
+//! as they do in production. Run as the postgres user (it
 //! refuses root), on a free port, removed on drop.
 
 use std::os::unix::process::CommandExt;
@@ -24,22 +25,29 @@ impl PgBouncer {
         let dir = std::env::temp_dir().join(format!("agent-api-pgbouncer-{}", Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let listen = free_port();
-        std::fs::write(dir.join("users.txt"), "\"postgres\" \"\"\n").unwrap();
-        std::fs::write(
-            dir.join("pgbouncer.ini"),
-            format!(
-                "[databases]\n* = host={host} port={port}\n\
-                 [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {listen}\nunix_socket_dir =\n\
-                 auth_type = trust\nauth_file = {users}\npool_mode = transaction\n\
-                 default_pool_size = 2\nmax_client_conn = 500\n\
-                 ignore_startup_parameters = extra_float_digits\n\
-                 logfile = {log}\npidfile = {pid}\n",
-                users = dir.join("users.txt").display(),
-                log = dir.join("pgbouncer.log").display(),
-                pid = dir.join("pgbouncer.pid").display(),
-            ),
-        )
-        .unwrap();
+        let users = dir.join("users.txt");
+        std::fs::write(&users, "\"postgres\" \"\"\n").unwrap();
+        let file = |name: &str| dir.join(name).display().to_string();
+        let settings = [
+            ("listen_addr", "127.0.0.1".to_string()),
+            ("listen_port", listen.to_string()),
+            // Few server sessions, so clients share them between transactions.
+            ("default_pool_size", "2".into()),
+            ("auth_type", "trust".into()),
+            ("auth_file", file("users.txt")),
+            ("logfile", file("pgbouncer.log")),
+            ("pidfile", file("pgbouncer.pid")),
+        ];
+        // Every database by its own name (each test has one), and no Unix socket: several
+        // PgBouncers run at once.
+        let ini = configured(&settings)
+            .replace("\nagent_api = ", "\n* = ")
+            .replace(
+                "host=10.0.0.21 port=5432",
+                &format!("host={host} port={port}"),
+            )
+            + "unix_socket_dir =\n";
+        std::fs::write(dir.join("pgbouncer.ini"), ini).unwrap();
         if is_root() {
             let _ = Command::new("chown")
                 .arg("-R")
@@ -72,6 +80,30 @@ impl PgBouncer {
             .unwrap_or_default();
         format!("{scheme}://{credentials}127.0.0.1:{}/{path}", self.port)
     }
+}
+
+/// `deploy/pgbouncer.ini` with the value of each setting named in `settings` replaced; every
+/// one named must be there.
+fn configured(settings: &[(&str, String)]) -> String {
+    const DEPLOYED: &str = include_str!("../../deploy/pgbouncer.ini");
+    let mut replaced = 0;
+    let mut text = String::new();
+    for line in DEPLOYED.lines() {
+        let key = line.split('=').next().unwrap_or_default().trim();
+        match settings.iter().find(|(name, _)| *name == key) {
+            Some((name, value)) => {
+                replaced += 1;
+                text.push_str(&format!("{name} = {value}\n"));
+            }
+            None => text.push_str(&format!("{line}\n")),
+        }
+    }
+    assert_eq!(
+        replaced,
+        settings.len(),
+        "deploy/pgbouncer.ini lacks a setting the test sets"
+    );
+    text
 }
 
 impl Drop for PgBouncer {
