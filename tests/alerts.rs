@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use sqlx::PgPool;
 use support::prometheus::Prometheus;
-use support::proxy::{Proxy, through};
+use support::proxy::before_database;
 use support::redis::Redis;
 use support::*;
 
@@ -26,14 +26,7 @@ async fn the_memory_alert_fires_while_the_feed_is_cut_and_every_dashboard_query_
     let tenant = default_tenant(&pool, "云节点").await;
     let partner = partner(&pool).await;
     line(tenant, partner).insert(&pool).await;
-    let options = pool.connect_options();
-    let target = tokio::net::lookup_host((options.get_host(), options.get_port()))
-        .await
-        .unwrap()
-        .next()
-        .unwrap();
-    let proxy = Proxy::start(target).await;
-    let feed_url = through(&database_url(&pool), &proxy);
+    let (proxy, feed_url) = before_database(&pool).await;
     let redis = Redis::start();
     let redis_url = redis.url();
     let dead_standby = format!(

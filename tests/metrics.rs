@@ -360,24 +360,8 @@ async fn the_most_count_rows_of_a_pair_is_a_gauge(pool: PgPool) {
     let _turn = ONE_AT_A_TIME.lock().await;
     let tenant = tenant(&pool, "云节点").await;
     let partner = partner(&pool).await;
-    let mut connection = pool.acquire().await.unwrap();
-    sqlx::raw_sql("set session characteristics as transaction isolation level repeatable read")
-        .execute(&mut *connection)
-        .await
-        .unwrap();
     // Under repeatable read, fewer than 33 rows are left unfolded.
-    for _ in 0..5 {
-        sqlx::query(
-            "insert into caller_lines (tenant_id, partner_id, name, caller_number, call_line) \
-             values ($1, $2, 'l', 'c', 1)",
-        )
-        .bind(tenant)
-        .bind(partner)
-        .execute(&mut *connection)
-        .await
-        .unwrap();
-    }
-    drop(connection);
+    insert_at_repeatable_read(&pool, tenant, partner, 5).await;
     let app = TestApp::spawn(pool).await;
     let samples = scrape(&app).await;
     assert_eq!(

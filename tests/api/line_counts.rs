@@ -203,23 +203,7 @@ async fn writers_of_one_pair_never_wait_on_each_other_for_the_counts(pool: PgPoo
 async fn repeatable_read_writers_keep_a_pairs_count_rows_bounded(pool: PgPool) {
     let tenant = tenant(&pool, "云节点").await;
     let partner = partner(&pool).await;
-    let mut connection = pool.acquire().await.unwrap();
-    sqlx::raw_sql("set session characteristics as transaction isolation level repeatable read")
-        .execute(&mut *connection)
-        .await
-        .unwrap();
-    for _ in 0..1000 {
-        sqlx::query(
-            "insert into caller_lines (tenant_id, partner_id, name, caller_number, call_line) \
-             values ($1, $2, 'l', 'c', 1)",
-        )
-        .bind(tenant)
-        .bind(partner)
-        .execute(&mut *connection)
-        .await
-        .unwrap();
-    }
-    drop(connection);
+    insert_at_repeatable_read(&pool, tenant, partner, 1000).await;
     let rows: i64 = sqlx::query_scalar(
         "select count(*) from caller_line_count_deltas where partner_id = $1 and tenant_id = $2",
     )

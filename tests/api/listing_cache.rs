@@ -9,7 +9,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::support::proxy::{Proxy, through};
+use crate::support::proxy::before_database;
 use crate::support::*;
 
 struct Setup {
@@ -195,44 +195,25 @@ async fn a_disabled_cache_reads_every_page_from_the_database(pool: PgPool) {
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_feed_cut_without_a_word_is_distrusted_within_the_staleness_bound(pool: PgPool) {
-    let database = database_url(&pool);
-    let options = pool.connect_options();
-    let target = tokio::net::lookup_host((options.get_host(), options.get_port()))
-        .await
-        .unwrap()
-        .next()
-        .unwrap();
-    let proxy = Proxy::start(target).await;
-    let feed_url = through(&database, &proxy);
+    let (proxy, feed_url) = before_database(&pool).await;
     let setup = setup(pool, |settings| {
         settings.database.feed_url = Some(feed_url.into());
     })
     .await;
     let app = &setup.app;
     app.await_listing_cache("live").await;
-    let token = format!(
-        "Bearer {}",
-        app.token_issued(setup.partner, Utc::now() - TimeDelta::seconds(60))
-    );
+    let token = format!("Bearer {}", app.old_token(setup.partner));
     assert_eq!(app.request(&setup.path, Some(&token)).await.status(), 200);
 
     // A firewall drops the feed's flow: its socket stays open, nothing arrives any more.
     proxy.swallow();
-    sqlx::query("update users set tokens_valid_after = now() - interval '30 s' where id = $1")
-        .bind(setup.partner)
-        .execute(&setup.pool)
-        .await
-        .unwrap();
-    let revoked = std::time::Instant::now();
-    eventually("the revoked token is refused", || async {
-        app.request(&setup.path, Some(&token)).await.status() == 401
-    })
-    .await;
+    let refused = app
+        .revoke_old_tokens(&setup.pool, setup.partner, &setup.path, &token)
+        .await;
     let bound = std::time::Duration::from_millis(test_settings().listing_cache.max_staleness_ms);
     assert!(
-        revoked.elapsed() <= bound + std::time::Duration::from_secs(1),
-        "refused {:?} after the revocation",
-        revoked.elapsed()
+        refused <= bound + std::time::Duration::from_secs(1),
+        "refused {refused:?} after the revocation"
     );
     let ready = json(app.get("/readyz").await).await;
     assert_eq!(ready["listing_cache"], "bypassed");
@@ -279,35 +260,19 @@ async fn reader_session(pool: &PgPool) -> (String, sqlx::PgConnection) {
     (reader, sqlx::PgConnection::connect(&url).await.unwrap())
 }
 
-/// The proxy in front of the feed's connection, and settings sending the feed through it.
-async fn feed_through_proxy(pool: &PgPool) -> (Proxy, String) {
-    let options = pool.connect_options();
-    let target = tokio::net::lookup_host((options.get_host(), options.get_port()))
-        .await
-        .unwrap()
-        .next()
-        .unwrap();
-    let proxy = Proxy::start(target).await;
-    let feed_url = through(&database_url(pool), &proxy);
-    (proxy, feed_url)
-}
-
 /// A role that can only read hears every heartbeat on the channel and may send its own: one
 /// dated in the future (it used to extend trust past the bound, and a revoked token was served
 /// after the feed was cut) proves nothing, for none carries this instance's tag.
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_heartbeat_forged_by_a_role_that_only_reads_extends_no_trust(pool: PgPool) {
-    let (proxy, feed_url) = feed_through_proxy(&pool).await;
+    let (proxy, feed_url) = before_database(&pool).await;
     let setup = setup(pool.clone(), |settings| {
         settings.database.feed_url = Some(feed_url.into());
     })
     .await;
     let app = &setup.app;
     app.await_listing_cache("live").await;
-    let token = format!(
-        "Bearer {}",
-        app.token_issued(setup.partner, Utc::now() - TimeDelta::seconds(60))
-    );
+    let token = format!("Bearer {}", app.old_token(setup.partner));
     assert_eq!(app.request(&setup.path, Some(&token)).await.status(), 200);
 
     let (reader, mut session) = reader_session(&pool).await;
@@ -335,21 +300,13 @@ async fn a_heartbeat_forged_by_a_role_that_only_reads_extends_no_trust(pool: PgP
             .unwrap();
     }
     proxy.swallow();
-    sqlx::query("update users set tokens_valid_after = now() - interval '30 s' where id = $1")
-        .bind(setup.partner)
-        .execute(&setup.pool)
-        .await
-        .unwrap();
-    let revoked = std::time::Instant::now();
-    eventually("the revoked token is refused", || async {
-        app.request(&setup.path, Some(&token)).await.status() == 401
-    })
-    .await;
+    let refused = app
+        .revoke_old_tokens(&setup.pool, setup.partner, &setup.path, &token)
+        .await;
     let bound = std::time::Duration::from_millis(test_settings().listing_cache.max_staleness_ms);
     assert!(
-        revoked.elapsed() <= bound + std::time::Duration::from_secs(1),
-        "refused {:?} after the revocation",
-        revoked.elapsed()
+        refused <= bound + std::time::Duration::from_secs(1),
+        "refused {refused:?} after the revocation"
     );
     drop((session, listener));
     setup.app.stop().await;
@@ -421,7 +378,7 @@ async fn only_the_schemas_own_functions_can_drop_everything(pool: PgPool) {
 async fn after_a_long_silent_cut_the_feed_is_heard_again_within_two_seconds_of_the_heal(
     pool: PgPool,
 ) {
-    let (proxy, feed_url) = feed_through_proxy(&pool).await;
+    let (proxy, feed_url) = before_database(&pool).await;
     let setup = setup(pool, |settings| {
         settings.database.feed_url = Some(feed_url.into());
     })

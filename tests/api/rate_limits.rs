@@ -76,19 +76,8 @@ async fn a_revoked_token_spends_nothing_of_its_partners_budget(pool: PgPool) {
     })
     .await;
     app.await_listing_cache("live").await;
-    let revoked = format!(
-        "Bearer {}",
-        app.token_issued(partner, chrono::Utc::now() - chrono::TimeDelta::seconds(60))
-    );
-    sqlx::query("update users set tokens_valid_after = now() - interval '30 s' where id = $1")
-        .bind(partner)
-        .execute(&pool)
-        .await
-        .unwrap();
-    eventually("the revocation is heard", || async {
-        app.request(&path, Some(&revoked)).await.status() == 401
-    })
-    .await;
+    let revoked = format!("Bearer {}", app.old_token(partner));
+    app.revoke_old_tokens(&pool, partner, &path, &revoked).await;
     for attempt in 0..60 {
         let response = app.request(&path, Some(&revoked)).await;
         assert_eq!(response.status(), 401, "attempt {attempt}: 401, not 429");

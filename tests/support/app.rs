@@ -108,6 +108,34 @@ impl TestApp {
         self.request(path, None).await
     }
 
+    /// A token issued a minute ago: one `revoke_old_tokens` revokes.
+    pub fn old_token(&self, partner: Uuid) -> String {
+        self.token_issued(partner, Utc::now() - chrono::TimeDelta::seconds(60))
+    }
+
+    /// Revokes `partner`'s tokens issued over 30 s ago (`old_token`s; those issued from now on
+    /// stay valid), as an operator does, then waits until `token` is refused on `path`: how
+    /// long that took.
+    pub async fn revoke_old_tokens(
+        &self,
+        pool: &PgPool,
+        partner: Uuid,
+        path: &str,
+        token: &str,
+    ) -> Duration {
+        sqlx::query("update users set tokens_valid_after = now() - interval '30 s' where id = $1")
+            .bind(partner)
+            .execute(pool)
+            .await
+            .unwrap();
+        let revoked = std::time::Instant::now();
+        eventually("the revoked token is refused", || async {
+            self.request(path, Some(token)).await.status() == 401
+        })
+        .await;
+        revoked.elapsed()
+    }
+
     pub async fn get_as(&self, partner: Uuid, path: &str) -> reqwest::Response {
         let token = self.token_for(partner);
         self.request(path, Some(&format!("Bearer {token}"))).await

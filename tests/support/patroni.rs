@@ -156,6 +156,17 @@ impl Patroni {
     pub fn start_node(&mut self, n: usize) {
         let node = &self.nodes[n];
         let data = self.dir.join(format!("{}-data", node.name));
+        // Where its REST API and its Postgres listen, and are reached from the others.
+        let addresses = [("RESTAPI", node.rest_port), ("POSTGRESQL", node.pg_port)]
+            .into_iter()
+            .flat_map(|(part, port)| {
+                ["LISTEN", "CONNECT_ADDRESS"].map(|what| {
+                    (
+                        format!("PATRONI_{part}_{what}"),
+                        format!("127.0.0.1:{port}"),
+                    )
+                })
+            });
         let process = as_postgres("patroni")
             .process_group(0)
             .arg(CONFIG)
@@ -167,22 +178,7 @@ impl Patroni {
             ))
             .env("PATRONI_SCOPE", &self.scope)
             .env("PATRONI_NAME", &node.name)
-            .env(
-                "PATRONI_RESTAPI_LISTEN",
-                format!("127.0.0.1:{}", node.rest_port),
-            )
-            .env(
-                "PATRONI_RESTAPI_CONNECT_ADDRESS",
-                format!("127.0.0.1:{}", node.rest_port),
-            )
-            .env(
-                "PATRONI_POSTGRESQL_LISTEN",
-                format!("127.0.0.1:{}", node.pg_port),
-            )
-            .env(
-                "PATRONI_POSTGRESQL_CONNECT_ADDRESS",
-                format!("127.0.0.1:{}", node.pg_port),
-            )
+            .envs(addresses)
             .env("PATRONI_POSTGRESQL_DATA_DIR", &data)
             .env(
                 "PATRONI_POSTGRESQL_PGPASS",

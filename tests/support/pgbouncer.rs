@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use uuid::Uuid;
 
 use super::cluster::{as_postgres, end_group, is_root};
-use super::ports::{await_listening, free_port};
+use super::ports::{await_listening, free_port, on_local_port};
 
 pub struct PgBouncer {
     child: Child,
@@ -72,13 +72,7 @@ impl PgBouncer {
 
     /// `url` with its host and port replaced by PgBouncer's.
     pub fn url(&self, url: &str) -> String {
-        let (scheme, rest) = url.split_once("://").expect("a URL");
-        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let credentials = authority
-            .rsplit_once('@')
-            .map(|(credentials, _)| format!("{credentials}@"))
-            .unwrap_or_default();
-        format!("{scheme}://{credentials}127.0.0.1:{}/{path}", self.port)
+        on_local_port(url, self.port)
     }
 }
 

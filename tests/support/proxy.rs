@@ -65,11 +65,18 @@ async fn pump(
 
 /// `url` with its host and port replaced by the proxy's.
 pub fn through(url: &str, proxy: &Proxy) -> String {
-    let (scheme, rest) = url.split_once("://").expect("a URL");
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let credentials = authority
-        .rsplit_once('@')
-        .map(|(credentials, _)| format!("{credentials}@"))
-        .unwrap_or_default();
-    format!("{scheme}://{credentials}127.0.0.1:{}/{path}", proxy.port)
+    super::ports::on_local_port(url, proxy.port)
+}
+
+/// A proxy in front of the test database's server, and that database's URL through it.
+pub async fn before_database(pool: &sqlx::PgPool) -> (Proxy, String) {
+    let options = pool.connect_options();
+    let target = tokio::net::lookup_host((options.get_host(), options.get_port()))
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = Proxy::start(target).await;
+    let url = through(&super::app::database_url(pool), &proxy);
+    (proxy, url)
 }

@@ -12,42 +12,47 @@ pub struct Redis {
 
 impl Redis {
     pub fn start() -> Self {
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--dir", "/tmp"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (scripts/test installs it)");
-        let redis = Self { child, port };
-        await_listening(port, "redis-server");
-        redis
+        Self::spawn(|port| vec!["--port".into(), port.to_string()])
     }
 
     /// Speaking TLS only (its certificate and key, and the CA clients' would chain to), with
     /// the default user off and one ACL user (name, password) allowed everything.
     pub fn start_tls(cert: &str, key: &str, ca: &str, (user, password): (&str, &str)) -> Self {
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args([
+        Self::spawn(|port| {
+            [
                 "--port",
                 "0",
                 "--tls-port",
                 &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-            ])
-            .args([
                 "--tls-cert-file",
                 cert,
                 "--tls-key-file",
                 key,
                 "--tls-ca-cert-file",
                 ca,
-            ])
-            .args(["--tls-auth-clients", "no"])
-            .args(["--user", "default", "off"])
-            .args(["--user", user, "on", &format!(">{password}"), "~*", "+@all"])
+                "--tls-auth-clients",
+                "no",
+                "--user",
+                "default",
+                "off",
+                "--user",
+                user,
+                "on",
+                &format!(">{password}"),
+                "~*",
+                "+@all",
+            ]
+            .map(String::from)
+            .to_vec()
+        })
+    }
+
+    /// On a free port, with `listening`'s arguments for it, on loopback and persisting nothing.
+    fn spawn(listening: impl FnOnce(u16) -> Vec<String>) -> Self {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args(listening(port))
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--dir", "/tmp"])
             .stdout(Stdio::null())
             .spawn()

@@ -191,6 +191,30 @@ impl NewLine {
 }
 
 /// A role name of the test's own: roles are the whole cluster's, shared by parallel tests.
+/// `count` lines of `partner` on `tenant`, each inserted by a statement of its own on a session
+/// at repeatable read (an ORM's default, say), where a writer cannot fold count rows another
+/// may have folded since its snapshot.
+pub async fn insert_at_repeatable_read(pool: &PgPool, tenant: Uuid, partner: Uuid, count: u32) {
+    let mut connection = pool.acquire().await.unwrap();
+    sqlx::raw_sql("set session characteristics as transaction isolation level repeatable read")
+        .execute(&mut *connection)
+        .await
+        .unwrap();
+    for _ in 0..count {
+        sqlx::query(
+            "insert into caller_lines (tenant_id, partner_id, name, caller_number, call_line) \
+             values ($1, $2, 'l', 'c', 1)",
+        )
+        .bind(tenant)
+        .bind(partner)
+        .execute(&mut *connection)
+        .await
+        .unwrap();
+    }
+    // Not back to the pool: its session characteristics stay with it.
+    connection.detach();
+}
+
 pub fn reader_role() -> String {
     format!("agent_api_reader_{}", Uuid::new_v4().simple())
 }
