@@ -193,6 +193,26 @@ async fn a_disabled_cache_reads_every_page_from_the_database(pool: PgPool) {
     assert_eq!(setup.line_name().await, "unannounced");
 }
 
+/// A firewall drops the feed's flow (its socket stays open, nothing arrives any more), then the
+/// partner's old tokens are revoked: `token` is refused within the staleness bound (and a
+/// second for the request).
+async fn revocation_holds_with_the_feed_cut(
+    setup: &Setup,
+    proxy: &crate::support::proxy::Proxy,
+    token: &str,
+) {
+    proxy.swallow();
+    let refused = setup
+        .app
+        .revoke_old_tokens(&setup.pool, setup.partner, &setup.path, token)
+        .await;
+    let bound = std::time::Duration::from_millis(test_settings().listing_cache.max_staleness_ms);
+    assert!(
+        refused <= bound + std::time::Duration::from_secs(1),
+        "refused {refused:?} after the revocation"
+    );
+}
+
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_feed_cut_without_a_word_is_distrusted_within_the_staleness_bound(pool: PgPool) {
     let (proxy, feed_url) = before_database(&pool).await;
@@ -205,16 +225,7 @@ async fn a_feed_cut_without_a_word_is_distrusted_within_the_staleness_bound(pool
     let token = format!("Bearer {}", app.old_token(setup.partner));
     assert_eq!(app.request(&setup.path, Some(&token)).await.status(), 200);
 
-    // A firewall drops the feed's flow: its socket stays open, nothing arrives any more.
-    proxy.swallow();
-    let refused = app
-        .revoke_old_tokens(&setup.pool, setup.partner, &setup.path, &token)
-        .await;
-    let bound = std::time::Duration::from_millis(test_settings().listing_cache.max_staleness_ms);
-    assert!(
-        refused <= bound + std::time::Duration::from_secs(1),
-        "refused {refused:?} after the revocation"
-    );
+    revocation_holds_with_the_feed_cut(&setup, &proxy, &token).await;
     let ready = json(app.get("/readyz").await).await;
     assert_eq!(ready["listing_cache"], "bypassed");
 }
@@ -299,15 +310,7 @@ async fn a_heartbeat_forged_by_a_role_that_only_reads_extends_no_trust(pool: PgP
             .await
             .unwrap();
     }
-    proxy.swallow();
-    let refused = app
-        .revoke_old_tokens(&setup.pool, setup.partner, &setup.path, &token)
-        .await;
-    let bound = std::time::Duration::from_millis(test_settings().listing_cache.max_staleness_ms);
-    assert!(
-        refused <= bound + std::time::Duration::from_secs(1),
-        "refused {refused:?} after the revocation"
-    );
+    revocation_holds_with_the_feed_cut(&setup, &proxy, &token).await;
     drop((session, listener));
     setup.app.stop().await;
     drop_role(&pool, &reader).await;
