@@ -12,6 +12,7 @@ data (2,000,000 lines by default)."""
 
 import threading
 import time
+from pathlib import Path
 import urllib.request
 
 from kit import BIN, Service, log, psql, targets, token, wrk
@@ -29,7 +30,8 @@ def herd(args, database_url):
         where parent_id is null and deleted_at is null
         group by partner_id, tenant_id order by partner_id, count(*) desc
         limit 500""").splitlines()]
-    builds = [("this build", BIN)] + ([(args.binary, args.binary)] if args.binary else [])
+    builds = [("this build", BIN)] + ([(release_name(args.binary), args.binary)]
+                                      if args.binary else [])
     results = []
     for name, binary in builds:
         cold = one_cold_page(args, database_url, binary, hot_partner, hot_tenant)
@@ -52,6 +54,12 @@ def herd(args, database_url):
             print(f"{name[-28:]:<28} {scenario:<26} {keys:>5} {kinds['list']:>6.0f} "
                   f"{kinds['standing']:>9.0f} {kinds['other']:>6.0f} {per_key:>8.2f} {p99:>7} "
                   f"{figures['errors']:>6.0f}")
+
+
+def release_name(binary):
+    """The other build's name: the commit in `agent-api.commit` beside it, else its path."""
+    stamp = Path(binary).with_name("agent-api.commit")
+    return stamp.read_text().strip()[:12] if stamp.exists() else binary
 
 
 def ran(service):
