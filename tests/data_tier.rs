@@ -471,12 +471,17 @@ async fn the_primarys_postmaster_killed_is_a_few_seconds_of_503_and_never_a_500(
 
 /// Replication cut, then a rename and a revocation committed on the primary alone, then the
 /// primary lost: the standby takes over without them. No page showing the lost rename is
-/// served after the switch; a revocation committed on the new primary holds within the bound;
-/// and the old primary, rejoined as a standby, takes reads again once it has replayed.
+/// served after the switch, and the lost revocation is undone (the partner's token answers
+/// again: what docs/operations.md tells operators, and why synchronous replication exists); a
+/// revocation committed on the new primary holds within the bound; and the old primary,
+/// rejoined as a standby, takes reads again once it has replayed.
 #[tokio::test(flavor = "multi_thread")]
 async fn commits_lost_in_a_failover_are_never_shown_and_the_old_primary_rejoins() {
     let mut failover = Failover::start().await;
     let token = format!("Bearer {}", failover.app.old_token(failover.partner));
+    let other = partner(&failover.pool).await;
+    line(failover.tenant, other).insert(&failover.pool).await;
+    let other_token = format!("Bearer {}", failover.app.old_token(other));
     let (stop, polling) = poll(&failover, token.clone());
     tokio::time::sleep(Duration::from_secs(1)).await;
     failover.drive(|patroni| patroni.cut_replication(1));
@@ -486,6 +491,10 @@ async fn commits_lost_in_a_failover_are_never_shown_and_the_old_primary_rejoins(
         .await
         .unwrap();
     let path = format!("/agent-api/tenant/{}/callerline", failover.tenant);
+    failover
+        .app
+        .revoke_old_tokens(&failover.pool, other, &path, &other_token)
+        .await;
     eventually("the rename is served, from the old primary", || async {
         json(failover.app.request(&path, Some(&token)).await).await["data"][0]["name"]
             == "丢失的改名"
@@ -503,6 +512,15 @@ async fn commits_lost_in_a_failover_are_never_shown_and_the_old_primary_rejoins(
         failover.app.request(&path, Some(&token)).await.status() == 200
     })
     .await;
+    assert_eq!(
+        failover
+            .app
+            .request(&path, Some(&other_token))
+            .await
+            .status(),
+        200,
+        "the revocation lost with the old primary is undone"
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     // A revocation on the new primary holds within the bound.
     let revoked = std::time::Instant::now();
