@@ -9,7 +9,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::support::proxy::before_database;
+use crate::support::proxy::{Proxy, before_database};
 use crate::support::*;
 
 struct Setup {
@@ -43,6 +43,17 @@ async fn live_setup(pool: PgPool) -> Setup {
     let setup = setup(pool, |_| {}).await;
     setup.app.await_listing_cache("live").await;
     setup
+}
+
+/// As `live_setup`, with the feed reaching the database through a proxy the test can cut.
+async fn live_setup_with_the_feed_behind_a_proxy(pool: PgPool) -> (Proxy, Setup) {
+    let (proxy, feed_url) = before_database(&pool).await;
+    let setup = setup(pool, |settings| {
+        settings.database.feed_url = Some(feed_url.into());
+    })
+    .await;
+    setup.app.await_listing_cache("live").await;
+    (proxy, setup)
 }
 
 impl Setup {
@@ -196,11 +207,7 @@ async fn a_disabled_cache_reads_every_page_from_the_database(pool: PgPool) {
 /// A firewall drops the feed's flow (its socket stays open, nothing arrives any more), then the
 /// partner's old tokens are revoked: `token` is refused within the staleness bound (and a
 /// second for the request).
-async fn revocation_holds_with_the_feed_cut(
-    setup: &Setup,
-    proxy: &crate::support::proxy::Proxy,
-    token: &str,
-) {
+async fn revocation_holds_with_the_feed_cut(setup: &Setup, proxy: &Proxy, token: &str) {
     proxy.swallow();
     let refused = setup
         .app
@@ -215,13 +222,8 @@ async fn revocation_holds_with_the_feed_cut(
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_feed_cut_without_a_word_is_distrusted_within_the_staleness_bound(pool: PgPool) {
-    let (proxy, feed_url) = before_database(&pool).await;
-    let setup = setup(pool, |settings| {
-        settings.database.feed_url = Some(feed_url.into());
-    })
-    .await;
+    let (proxy, setup) = live_setup_with_the_feed_behind_a_proxy(pool).await;
     let app = &setup.app;
-    app.await_listing_cache("live").await;
     let token = format!("Bearer {}", app.old_token(setup.partner));
     assert_eq!(app.request(&setup.path, Some(&token)).await.status(), 200);
 
@@ -276,13 +278,8 @@ async fn reader_session(pool: &PgPool) -> (String, sqlx::PgConnection) {
 /// after the feed was cut) proves nothing, for none carries this instance's tag.
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_heartbeat_forged_by_a_role_that_only_reads_extends_no_trust(pool: PgPool) {
-    let (proxy, feed_url) = before_database(&pool).await;
-    let setup = setup(pool.clone(), |settings| {
-        settings.database.feed_url = Some(feed_url.into());
-    })
-    .await;
+    let (proxy, setup) = live_setup_with_the_feed_behind_a_proxy(pool.clone()).await;
     let app = &setup.app;
-    app.await_listing_cache("live").await;
     let token = format!("Bearer {}", app.old_token(setup.partner));
     assert_eq!(app.request(&setup.path, Some(&token)).await.status(), 200);
 
@@ -381,12 +378,7 @@ async fn only_the_schemas_own_functions_can_drop_everything(pool: PgPool) {
 async fn after_a_long_silent_cut_the_feed_is_heard_again_within_two_seconds_of_the_heal(
     pool: PgPool,
 ) {
-    let (proxy, feed_url) = before_database(&pool).await;
-    let setup = setup(pool, |settings| {
-        settings.database.feed_url = Some(feed_url.into());
-    })
-    .await;
-    setup.app.await_listing_cache("live").await;
+    let (proxy, setup) = live_setup_with_the_feed_behind_a_proxy(pool).await;
     proxy.swallow();
     setup.app.await_listing_cache("bypassed").await;
     tokio::time::sleep(std::time::Duration::from_secs(8)).await;
