@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::clock::system_clock;
 use crate::config::{ConfigError, Settings};
+use crate::exit::ActionNeeded;
 use crate::startup::{Application, Stopper};
 use crate::tokens::KeyRing;
 use crate::{store, telemetry, tls};
@@ -214,12 +215,6 @@ async fn next_whole_second() -> DateTime<Utc> {
     tokio::time::sleep((next - now).to_std().unwrap_or_default()).await;
     next
 }
-
-/// Something the operator must act on, said in one line: `main` exits 2 with it, as for a
-/// setting that is missing or unusable.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ActionNeeded(pub String);
 
 /// `DATABASE_URL`, parsed.
 fn connect_options(settings: &Settings) -> Result<PgConnectOptions, ConfigError> {

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod exit;
 pub mod health;
 pub mod http;
 pub mod rate_limit;

@@ -2,8 +2,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use agent_api::cli::{self, ActionNeeded, Cli};
+use agent_api::cli::{self, Cli};
 use agent_api::config::{ConfigError, Settings};
+use agent_api::exit::ActionNeeded;
 
 #[actix_web::main]
 async fn main() -> ExitCode {

@@ -14,8 +14,8 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
 
 use super::MIGRATOR;
-use crate::cli::ActionNeeded;
 use crate::config::MigrateSettings;
+use crate::exit::ActionNeeded;
 
 /// How the migrating session names itself in `pg_stat_activity`.
 pub const APPLICATION_NAME: &str = "agent-api migrate";
