@@ -14,6 +14,7 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{Connection, PgConnection};
 
 use super::announcements::{Announcement, CHANNEL, Heartbeats, Scope};
+use super::replicas::insert_position;
 use crate::background::Background;
 use crate::telemetry;
 
@@ -147,14 +148,6 @@ async fn listen(settings: &FeedSettings) -> Result<Feed, sqlx::Error> {
         position,
         epoch,
     })
-}
-
-/// The primary's WAL insert position, as a number of bytes.
-async fn insert_position(listener: &mut PgListener) -> Result<u64, sqlx::Error> {
-    let position: i64 = sqlx::query_scalar("select (pg_current_wal_insert_lsn() - '0/0')::bigint")
-        .fetch_one(&mut *listener)
-        .await?;
-    Ok(position as u64)
 }
 
 /// The last epoch the schema's own functions announced `all` with (migration 1200).

@@ -231,15 +231,9 @@ impl Replicas {
         }
     }
 
-    /// Learns the primary's system identifier, then probes every standby once, so that a URL
-    /// naming another server is refused now, in one line, and probes the ones passed over every
-    /// `replica_retry_ms` from then on.
+    /// Probes every standby once, so that a URL naming another server is refused now, in one
+    /// line, and the ones passed over every `replica_retry_ms` from then on.
     pub async fn watch(self: &Arc<Self>, primary: &PgPool, background: &Background) {
-        if let Ok(Ok(system)) =
-            tokio::time::timeout(self.deadline, system_identifier(primary)).await
-        {
-            self.system.store(system, Ordering::SeqCst);
-        }
         for replica in &self.replicas {
             self.probe(replica, primary).await;
         }
@@ -260,6 +254,8 @@ impl Replicas {
         });
     }
 
+    /// Says how `replica` stands, learning the primary's system identifier first if it is
+    /// not known yet.
     async fn probe(&self, replica: &Replica, primary: &PgPool) {
         if self.system.load(Ordering::SeqCst) == 0
             && let Ok(Ok(system)) =
@@ -299,15 +295,8 @@ impl Replicas {
 
     /// Whether the primary's WAL is short of `target` (a position of another timeline).
     async fn primary_is_behind(&self, primary: &PgPool, target: u64) -> bool {
-        use sqlx::Row;
-        let position = sqlx::raw_sql("select (pg_current_wal_insert_lsn() - '0/0')::bigint")
-            .fetch_one(primary);
-        match tokio::time::timeout(self.deadline, position).await {
-            Ok(Ok(row)) => row
-                .try_get::<i64, _>(0)
-                .is_ok_and(|at| (at as u64) < target),
-            _ => false,
-        }
+        let position = tokio::time::timeout(self.deadline, insert_position(primary)).await;
+        matches!(position, Ok(Ok(at)) if at < target)
     }
 }
 
@@ -320,6 +309,19 @@ async fn system_identifier<'c>(executor: impl sqlx::PgExecutor<'c>) -> Result<u6
         .await?
         .try_get(0)?;
     Ok(system as u64)
+}
+
+/// The primary's WAL insert position, in bytes: what a standby must replay to show every
+/// commit made so far. The simple protocol, as for `system_identifier`.
+pub(super) async fn insert_position<'c>(
+    executor: impl sqlx::PgExecutor<'c>,
+) -> Result<u64, sqlx::Error> {
+    use sqlx::Row;
+    let position: i64 = sqlx::raw_sql("select (pg_current_wal_insert_lsn() - '0/0')::bigint")
+        .fetch_one(executor)
+        .await?
+        .try_get(0)?;
+    Ok(position as u64)
 }
 
 /// How far a standby has replayed, in WAL bytes; `None` for a server not in recovery (a
