@@ -15,6 +15,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
 
 use crate::background::Background;
+use crate::cache::memory::Slot;
 use crate::cache::standings::{self, Known};
 use crate::cache::{Freshness, Keep, Memory, PageKey, Pages, default_tenant};
 use crate::clock::Clock;
@@ -83,7 +84,7 @@ impl Application {
                 standings::depends,
             )),
             default_tenant: Arc::new(Memory::new(
-                default_tenant::Slot::default(),
+                Slot::default(),
                 freshness.clone(),
                 default_tenant::depends,
             )),

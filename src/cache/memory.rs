@@ -21,6 +21,33 @@ pub trait Slots<K, V>: Send + Sync {
     fn put(&self, key: K, value: V, read_at: Stamp);
 }
 
+/// One value, without a key (the default tenant).
+pub struct Slot<V>(Mutex<Option<(V, Stamp)>>);
+
+impl<V> Default for Slot<V> {
+    fn default() -> Self {
+        Self(Mutex::new(None))
+    }
+}
+
+impl<V: Clone> Slot<V> {
+    /// The value last kept, current or not.
+    pub fn last(&self) -> Option<V> {
+        let kept = self.0.lock().expect("no holder panics");
+        kept.as_ref().map(|(value, _)| value.clone())
+    }
+}
+
+impl<V: Clone + Send> Slots<(), V> for Slot<V> {
+    fn get(&self, _: &()) -> Option<(V, Stamp)> {
+        self.0.lock().expect("no holder panics").clone()
+    }
+
+    fn put(&self, _: (), value: V, read_at: Stamp) {
+        *self.0.lock().expect("no holder panics") = Some((value, read_at));
+    }
+}
+
 /// Whether a value just read may be kept (a page past the last is shared, never kept).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Keep {
@@ -234,19 +261,7 @@ mod tests {
 
     const P: Uuid = Uuid::from_u128(1);
 
-    #[derive(Default)]
-    struct Slot(Mutex<Option<(u32, Stamp)>>);
-
-    impl Slots<(), u32> for Slot {
-        fn get(&self, _: &()) -> Option<(u32, Stamp)> {
-            *self.0.lock().unwrap()
-        }
-        fn put(&self, _: (), value: u32, read_at: Stamp) {
-            *self.0.lock().unwrap() = Some((value, read_at));
-        }
-    }
-
-    fn memory(trusted: bool) -> (Arc<Freshness>, Memory<(), u32, Slot>) {
+    fn memory(trusted: bool) -> (Arc<Freshness>, Memory<(), u32, Slot<u32>>) {
         let freshness = Arc::new(Freshness::new(Duration::from_secs(60)));
         if trusted {
             freshness.apply(Change::Listening { position: None });

@@ -40,7 +40,7 @@ pub async fn sunset(
         ServiceResponse::new(http_request, error.error_response())
     };
     // From memory only: a stranger's request must cost the database nothing.
-    let successor = state.default_tenant.slots().last_known();
+    let successor = state.default_tenant.slots().last().flatten();
     add_headers(response.headers_mut(), &state.legacy, served, successor);
     Ok(response)
 }
