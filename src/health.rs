@@ -3,7 +3,6 @@
 //! primary answered lately, and whether the schema is the one this build was made for.
 
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
@@ -19,21 +18,11 @@ const ANSWER_COUNTS_FOR: Duration = Duration::from_secs(3);
 const SCHEMA_BEHIND_EVERY: Duration = Duration::from_secs(1);
 const SCHEMA_EVERY: Duration = Duration::from_secs(30);
 
+#[derive(Default)]
 pub struct Health {
-    epoch: Instant,
-    /// Nanoseconds after `epoch` of the last probe, if the primary answered it; 0 if not.
-    answered: AtomicU64,
+    /// When the last probe was answered, if the primary answered it.
+    answered: RwLock<Option<Instant>>,
     schema: RwLock<Schema>,
-}
-
-impl Default for Health {
-    fn default() -> Self {
-        Self {
-            epoch: Instant::now(),
-            answered: AtomicU64::new(0),
-            schema: RwLock::new(Schema::Unknown),
-        }
-    }
 }
 
 impl Health {
@@ -45,10 +34,10 @@ impl Health {
 
     /// Whether the primary answered the last probe, made within the last few seconds.
     pub fn database_answers(&self) -> bool {
-        let answered = self.answered.load(SeqCst);
-        answered > 0
-            && Instant::now().saturating_duration_since(self.epoch)
-                < Duration::from_nanos(answered) + ANSWER_COUNTS_FOR
+        self.answered
+            .read()
+            .expect("no writer panics")
+            .is_some_and(|answered| answered.elapsed() < ANSWER_COUNTS_FOR)
     }
 
     pub fn schema(&self) -> Schema {
@@ -88,14 +77,8 @@ impl Health {
     /// The last probe's answer counts, for a few seconds: an outage shows at the next probe.
     async fn probe_database(&self, pool: &PgPool) {
         let answer = tokio::time::timeout(PROBE_EVERY, store::ping(pool)).await;
-        let answered = match answer {
-            Ok(Ok(())) => {
-                let since = Instant::now().saturating_duration_since(self.epoch);
-                since.as_nanos().max(1) as u64
-            }
-            _ => 0,
-        };
-        self.answered.store(answered, SeqCst);
+        let answered = matches!(answer, Ok(Ok(()))).then(Instant::now);
+        *self.answered.write().expect("no reader panics") = answered;
     }
 
     async fn compare_schema(&self, pool: &PgPool) {

@@ -7,9 +7,10 @@ use sqlx::{PgPool, Row};
 
 use super::MIGRATOR;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Schema {
     /// Not compared yet (or the database did not answer).
+    #[default]
     Unknown,
     /// Every migration of this build is applied, and nothing else.
     Current,
