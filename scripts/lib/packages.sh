@@ -41,8 +41,7 @@ ensure_python_tools() {
   VENV="$ROOT/.data/venv"
   local tool missing=()
   for tool in "${PYTHON_TOOLS[@]}"; do
-    "$VENV/bin/pip" show --quiet "${tool%%==*}" >/dev/null 2>&1 &&
-      [ "$("$VENV/bin/pip" show "${tool%%==*}" 2>/dev/null | sed -n 's/^Version: //p')" = "${tool##*==}" ] ||
+    [ "$("$VENV/bin/pip" show "${tool%%==*}" 2>/dev/null | sed -n 's/^Version: //p')" = "${tool##*==}" ] ||
       missing+=("$tool")
   done
   [ "${#missing[@]}" -gt 0 ] || return 0
