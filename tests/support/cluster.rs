@@ -58,12 +58,7 @@ impl Cluster {
             port,
             tls: false,
         };
-        if is_root() {
-            run(Command::new("chown")
-                .arg("-R")
-                .arg("postgres")
-                .arg(&cluster.dir));
-        }
+        give_to_postgres(&cluster.dir);
         // Postgres refuses a data directory others may read.
         run(Command::new("chmod").arg("700").arg(&cluster.dir));
         cluster
@@ -78,11 +73,7 @@ impl Cluster {
         for (file, pem) in [("server.crt", cert), ("server.key", key)] {
             std::fs::write(self.dir.join(file), pem).unwrap();
             run(Command::new("chmod").arg("600").arg(self.dir.join(file)));
-            if is_root() {
-                run(Command::new("chown")
-                    .arg("postgres")
-                    .arg(self.dir.join(file)));
-            }
+            give_to_postgres(&self.dir.join(file));
         }
         self.tls = true;
     }
@@ -179,7 +170,15 @@ pub fn as_postgres(program: impl AsRef<std::ffi::OsStr>) -> Command {
     }
 }
 
-pub fn is_root() -> bool {
+/// Makes `path` (and all below it) the postgres user's, when the tests run as root and so run
+/// Postgres's programs as that user (`as_postgres`).
+pub fn give_to_postgres(path: &std::path::Path) {
+    if is_root() {
+        run(Command::new("chown").arg("-R").arg("postgres").arg(path));
+    }
+}
+
+fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()

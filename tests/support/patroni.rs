@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use super::cluster::{as_postgres, end_group, is_root, postgres_bin_dir, run};
+use super::cluster::{as_postgres, end_group, give_to_postgres, postgres_bin_dir, run};
 use super::ports::{await_listening, free_port};
 
 const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/patroni/patroni.yml");
@@ -43,9 +43,7 @@ impl Patroni {
     pub fn start() -> Self {
         let dir = std::env::temp_dir().join(format!("agent-api-patroni-{}", Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
-        if is_root() {
-            run(Command::new("chown").arg("postgres").arg(&dir));
-        }
+        give_to_postgres(&dir);
         let nodes: Vec<Node> = (1..=2)
             .map(|n| Node {
                 name: format!("node{n}"),

@@ -6,11 +6,11 @@
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
 use uuid::Uuid;
 
-use super::cluster::{as_postgres, end_group, is_root};
+use super::cluster::{as_postgres, end_group, give_to_postgres};
 use super::ports::{await_listening, free_port, on_local_port};
 
 pub struct PgBouncer {
@@ -48,13 +48,7 @@ impl PgBouncer {
             )
             + "unix_socket_dir =\n";
         std::fs::write(dir.join("pgbouncer.ini"), ini).unwrap();
-        if is_root() {
-            let _ = Command::new("chown")
-                .arg("-R")
-                .arg("postgres")
-                .arg(&dir)
-                .status();
-        }
+        give_to_postgres(&dir);
         let child = as_postgres("pgbouncer")
             .process_group(0)
             .arg(dir.join("pgbouncer.ini"))
