@@ -13,7 +13,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::clock::system_clock;
-use crate::config::{ConfigError, Settings};
+use crate::config::{ConfigError, PoolMode, Settings};
 use crate::exit::ActionNeeded;
 use crate::startup::{Application, Stopper};
 use crate::tokens::KeyRing;
@@ -156,6 +156,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     tls::install_crypto_provider();
     let pool = connect(&settings).await?;
     store::refuse_standby(&pool).await?;
+    if settings.database.pool_mode == PoolMode::Session
+        && let Some(reason) = store::session_mode_not_in_force(&pool, &settings.database).await?
+    {
+        return Err(ActionNeeded(format!("{reason}: {}", store::TRANSACTION_POOLER_ADVICE)).into());
+    }
+    // Another project's database: said before anything is served from it or written to it.
+    if let Ok(schema) = store::schema::compare(&pool).await
+        && let Some(refusal) = schema.refusal()
+    {
+        return Err(ActionNeeded(refusal).into());
+    }
     let address = (settings.server.host.as_str(), settings.server.port);
     let listener = TcpListener::bind(address).map_err(|error| {
         ActionNeeded(format!(
@@ -299,10 +310,9 @@ fn said(error: &sqlx::Error) -> String {
                 .starts_with("unsupported startup parameter") =>
         {
             format!(
-                "{}: DATABASE_URL reaches a transaction pooler (PgBouncer); `migrate` needs \
-                 DATABASE_URL naming Postgres itself, and `serve` behind the pooler needs \
-                 APP__DATABASE__POOL_MODE=transaction and DATABASE_FEED_URL naming Postgres itself",
-                database.message()
+                "{}: {}",
+                database.message(),
+                store::TRANSACTION_POOLER_ADVICE
             )
         }
         sqlx::Error::Database(database) => database.message().to_string(),

@@ -13,8 +13,8 @@ use crate::store::schema::Schema;
 /// How often the primary is asked, and how long an answer vouches for it.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 const ANSWER_COUNTS_FOR: Duration = Duration::from_secs(3);
-/// How often the schema is compared again: often while it lacks a migration (so the instance
-/// serves as soon as the operator migrates), seldom otherwise.
+/// How often the schema is compared again: often while it lacks a migration or cannot be read
+/// (so the instance serves as soon as the operator migrates, or grants), seldom otherwise.
 const SCHEMA_BEHIND_EVERY: Duration = Duration::from_secs(1);
 const SCHEMA_EVERY: Duration = Duration::from_secs(30);
 
@@ -64,7 +64,10 @@ impl Health {
             self.probe_database(&pool).await;
             let every = match self.schema() {
                 Schema::Current | Schema::Ahead { .. } => SCHEMA_EVERY,
-                Schema::Behind { .. } | Schema::Unknown => SCHEMA_BEHIND_EVERY,
+                Schema::Behind { .. }
+                | Schema::Unknown
+                | Schema::Unreadable { .. }
+                | Schema::Foreign { .. } => SCHEMA_BEHIND_EVERY,
             };
             if compared.elapsed() >= every {
                 compared = Instant::now();

@@ -16,6 +16,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    for warning in &settings.warnings {
+        eprintln!("agent-api: warning: {warning}");
+    }
     match cli::run(cli.command, settings).await {
         Ok(()) => ExitCode::SUCCESS,
         // A setting the command needs is missing or unusable, or something else the operator

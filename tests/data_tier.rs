@@ -9,7 +9,7 @@ use std::time::Duration;
 use sqlx::{Connection, PgPool};
 use support::cluster::Cluster;
 use support::pki::TestCa;
-use support::process::{agent_api, finished, run_ok, spawn_serve};
+use support::process::{agent_api, finished, output_of, run_ok, spawn_serve};
 use support::*;
 
 /// A directory of the test's own, removed on drop.
@@ -54,11 +54,11 @@ async fn behind_pgbouncer_in_transaction_mode_every_route_answers(pool: PgPool) 
     let bouncer = support::pgbouncer::PgBouncer::start(options.get_host(), options.get_port());
     // What the pooler refuses (session settings sent at connection) is said in one line.
     for command in ["migrate", "serve"] {
-        let output = support::process::agent_api(Some(&bouncer.url(&direct)))
-            .arg(command)
-            .env("APP__DATABASE__STARTUP_WAIT_SECONDS", "5")
-            .output()
-            .unwrap();
+        let output = output_of(
+            support::process::agent_api(Some(&bouncer.url(&direct)))
+                .arg(command)
+                .env("APP__DATABASE__STARTUP_WAIT_SECONDS", "5"),
+        );
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{command}: {stderr}");
         assert!(

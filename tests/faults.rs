@@ -294,7 +294,7 @@ async fn a_statement_past_its_timeout_is_cancelled_with_503(pool: PgPool) {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn sigterm_lets_requests_in_flight_finish_then_exits_zero(pool: PgPool) {
     let (partner, path) = one_line(&pool).await;
-    let mut serving = spawn_serve(&database_url(&pool), &[]);
+    let mut serving = spawn_serve(&roles::reader_url(&pool).await, &[]);
     let keys = agent_api::tokens::KeyRing::from_settings(&test_settings().auth).unwrap();
     let token = keys
         .issue(partner, Duration::from_secs(600), None, chrono::Utc::now())
@@ -438,7 +438,7 @@ async fn sigterm_exits_promptly_with_redis_frozen_the_database_down_and_a_standb
     let redis = Redis::start();
     let standby = format!("postgres://postgres@127.0.0.1:{}/postgres", free_port());
     let mut serving = spawn_serve(
-        &cluster.url(),
+        &roles::reader_url(&pool).await,
         &[
             ("APP__RATE_LIMIT__ENABLED", "true"),
             ("APP__RATE_LIMIT__REDIS_URL", &redis.url()),

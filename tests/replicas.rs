@@ -11,7 +11,7 @@ use agent_api::config::Settings;
 use agent_api::store;
 use sqlx::{Connection, PgConnection, PgPool};
 use support::cluster::Cluster;
-use support::process::agent_api;
+use support::process::{agent_api, output_of};
 use support::*;
 use uuid::Uuid;
 
@@ -364,10 +364,7 @@ async fn serve_refuses_a_standby_as_its_primary_in_one_line() {
     let primary = Cluster::create();
     primary.start();
     let standby = Cluster::standby_of(&primary);
-    let output = agent_api(Some(&standby.url()))
-        .arg("serve")
-        .output()
-        .unwrap();
+    let output = output_of(agent_api(Some(&standby.url())).arg("serve"));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");

@@ -123,10 +123,11 @@ async fn answered(serving: &Serving, route: &str) -> f64 {
 }
 
 /// Two instances of the binary behind the repository's HAProxy configuration.
-fn balanced(pool: &PgPool) -> (Serving, Serving, Balancer) {
+async fn balanced(pool: &PgPool) -> (Serving, Serving, Balancer) {
     let behind_the_balancer = [("APP__RATE_LIMIT__TRUSTED_PROXIES", "127.0.0.1/32")];
-    let a = spawn_serve(&database_url(pool), &behind_the_balancer);
-    let b = spawn_serve(&database_url(pool), &behind_the_balancer);
+    let as_reader = roles::reader_url(pool).await;
+    let a = spawn_serve(&as_reader, &behind_the_balancer);
+    let b = spawn_serve(&as_reader, &behind_the_balancer);
     let balancer = Balancer::start([a.port, b.port]);
     (a, b, balancer)
 }
@@ -136,7 +137,7 @@ const LINES_ROUTE: &str = "/agent-api/tenant/{id}/callerline";
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn both_instances_serve_and_hear_every_committed_change_within_a_second(pool: PgPool) {
     let (partner, path) = listed(&pool).await;
-    let (a, b, balancer) = balanced(&pool);
+    let (a, b, balancer) = balanced(&pool).await;
     let client = reqwest::Client::new();
     let token = format!(
         "Bearer {}",
@@ -207,7 +208,7 @@ async fn heard_by_both_within_a_second(
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn killing_an_instance_under_load_fails_no_request(pool: PgPool) {
     let (partner, path) = listed(&pool).await;
-    let (mut a, b, balancer) = balanced(&pool);
+    let (mut a, b, balancer) = balanced(&pool).await;
     let token = format!(
         "Bearer {}",
         keys()

@@ -34,6 +34,10 @@ pub struct Settings {
     pub listing_cache: ListingCacheSettings,
     pub tls: TlsSettings,
     pub log: LogSettings,
+    /// What loading noticed that the operator should hear of, once (a secret's file that
+    /// others may read); never a secret itself.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 /// The settings named by conventional variables rather than `APP__…`.
@@ -87,7 +91,8 @@ impl Settings {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let env = with_secret_files(env.into_iter().collect())?;
+        let mut warnings = Vec::new();
+        let env = with_secret_files(env.into_iter().collect(), &mut warnings)?;
         let file_source = match file {
             Some(path) => config::File::from(path).required(true),
             None => config::File::with_name(DEFAULT_CONFIG_FILE).required(false),
@@ -121,11 +126,12 @@ impl Settings {
             };
             builder = builder.set_override_option(key, value).map_err(describe)?;
         }
-        let settings: Settings = builder
+        let mut settings: Settings = builder
             .build()
             .and_then(config::Config::try_deserialize)
             .map_err(describe)?;
         sections::validate(&settings)?;
+        settings.warnings = warnings;
         Ok(settings)
     }
 
@@ -147,10 +153,16 @@ fn split_list(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// The environment with each `<SECRET>_FILE` read into `<SECRET>` (its content, without the
-/// final line break); never both.
+/// The most a secret's file may hold: a URL or a key, never a stream (`/dev/zero`) or a file
+/// named by mistake, read whole into memory.
+const SECRET_FILE_LIMIT: u64 = 64 * 1024;
+
+/// The environment with each `<SECRET>_FILE` read into `<SECRET>` (its content without the
+/// white space around it); never both. An empty or oversized file is refused; one that others
+/// may read is warned of.
 fn with_secret_files(
     mut env: HashMap<String, String>,
+    warnings: &mut Vec<String>,
 ) -> Result<HashMap<String, String>, ConfigError> {
     for key in SECRETS {
         let variable = env_name(key);
@@ -163,12 +175,44 @@ fn with_secret_files(
                 "{variable} and {file_variable} are both set: keep one"
             )));
         }
-        let content = std::fs::read_to_string(&path).map_err(|error| {
-            ConfigError(format!("{file_variable}: cannot read {path}: {error}"))
-        })?;
-        env.insert(variable, content.trim_end_matches(['\r', '\n']).to_string());
+        let content = read_secret_file(&path, &file_variable, warnings)?;
+        env.insert(variable, content);
     }
     Ok(env)
+}
+
+fn read_secret_file(
+    path: &str,
+    file_variable: &str,
+    warnings: &mut Vec<String>,
+) -> Result<String, ConfigError> {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let cannot = |why: String| ConfigError(format!("{file_variable}: cannot read {path}: {why}"));
+    let file = std::fs::File::open(path).map_err(|error| cannot(error.to_string()))?;
+    let mut bytes = Vec::new();
+    file.take(SECRET_FILE_LIMIT + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|error| cannot(error.to_string()))?;
+    if bytes.len() as u64 > SECRET_FILE_LIMIT {
+        return Err(cannot(format!(
+            "it holds more than {} KiB, more than any secret",
+            SECRET_FILE_LIMIT / 1024
+        )));
+    }
+    let content = String::from_utf8(bytes).map_err(|_| cannot("it is not UTF-8 text".into()))?;
+    let content = content.trim();
+    if content.is_empty() {
+        return Err(cannot("it is empty".into()));
+    }
+    let mode = std::fs::metadata(path).map_or(0, |metadata| metadata.permissions().mode());
+    if mode & 0o077 != 0 {
+        warnings.push(format!(
+            "{file_variable}: {path} may be read by others (mode {:o}): chmod 600 it, or 640 for a group that must",
+            mode & 0o777
+        ));
+    }
+    Ok(content.to_string())
 }
 
 /// The `config` crate's error in operators' words: the setting by its variable, and what was
@@ -251,6 +295,15 @@ mod tests {
 
     use super::*;
 
+    /// The tests' settings file: empty, so an operator's `config/agent-api.toml` in the
+    /// checkout changes nothing here.
+    fn no_file() -> Option<&'static Path> {
+        Some(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/no-settings.toml"
+        )))
+    }
+
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         let mut all = vec![("APP__AUTH__JWT_SECRET".to_string(), "x".repeat(32))];
         all.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
@@ -258,14 +311,14 @@ mod tests {
     }
 
     fn error(pairs: &[(&str, &str)]) -> String {
-        Settings::load_from(None, env(pairs))
+        Settings::load_from(no_file(), env(pairs))
             .unwrap_err()
             .to_string()
     }
 
     #[test]
     fn defaults_match_the_spec() {
-        let settings = Settings::load_from(None, env(&[])).unwrap();
+        let settings = Settings::load_from(no_file(), env(&[])).unwrap();
         assert_eq!(settings.server.host, "0.0.0.0");
         assert_eq!(settings.server.port, 8080);
         assert_eq!(settings.legacy.callerline, LegacyMode::Auto);
@@ -283,7 +336,7 @@ mod tests {
     #[test]
     fn environment_overrides_defaults() {
         let settings = Settings::load_from(
-            None,
+            no_file(),
             env(&[
                 ("APP__SERVER__PORT", "9090"),
                 ("APP__LEGACY__CALLERLINE", "on"),
@@ -376,7 +429,7 @@ mod tests {
         std::fs::write(&url_file, "postgres://from-a-file/x\n").unwrap();
         let path = |file: &Path| file.to_str().unwrap().to_string();
         let loaded = Settings::load_from(
-            None,
+            no_file(),
             [
                 ("APP__AUTH__JWT_SECRET_FILE".into(), path(&secret_file)),
                 ("DATABASE_URL_FILE".into(), path(&url_file)),
@@ -391,7 +444,7 @@ mod tests {
         let both = error(&[("APP__AUTH__JWT_SECRET_FILE", &path(&secret_file))]);
         assert!(both.contains("both set"), "{both}");
         let missing = Settings::load_from(
-            None,
+            no_file(),
             [("DATABASE_URL_FILE".into(), "/nonexistent/url".into())],
         )
         .unwrap_err()
@@ -400,10 +453,58 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    /// A secret's file is a secret, not a stream: bounded, never empty, trimmed, and kept from
+    /// others' eyes (said once, not refused).
+    #[test]
+    fn secret_files_are_bounded_non_empty_trimmed_and_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("agent-api-bounds-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = |name: &str, content: &[u8], mode: u32| {
+            let path = dir.join(name);
+            std::fs::write(&path, content).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            path.to_str().unwrap().to_string()
+        };
+        let load = |path: &str| {
+            Settings::load_from(
+                no_file(),
+                [("DATABASE_URL_FILE".to_string(), path.to_string())],
+            )
+        };
+        let refused = |path: &str| load(path).unwrap_err().to_string();
+        let huge = file("huge", &vec![b'x'; 300 * 1024], 0o600);
+        for (path, why) in [
+            ("/dev/zero", "more than 64 KiB"),
+            (huge.as_str(), "more than 64 KiB"),
+            (&file("empty", b"", 0o600), "empty"),
+            (&file("blank", b" \n\t\r\n", 0o600), "empty"),
+        ] {
+            let error = refused(path);
+            assert!(
+                error.contains("DATABASE_URL_FILE") && error.contains(why),
+                "{path}: {error}"
+            );
+        }
+        let spaced = file("spaced", b"  postgres://h/db \r\n", 0o600);
+        let loaded = load(&spaced).unwrap();
+        assert_eq!(loaded.database_url().unwrap(), "postgres://h/db");
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let shared = file("shared", b"postgres://h/db", 0o644);
+        let warnings = load(&shared).unwrap().warnings;
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("DATABASE_URL_FILE") && warnings[0].contains("644"));
+        assert!(
+            !warnings[0].contains("postgres://"),
+            "never the secret: {warnings:?}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     #[test]
     fn an_empty_variable_is_unset() {
         let settings = Settings::load_from(
-            None,
+            no_file(),
             env(&[
                 ("APP__RATE_LIMIT__TRUSTED_PROXIES", ""),
                 ("DATABASE_URL", ""),
@@ -416,14 +517,14 @@ mod tests {
 
     #[test]
     fn settings_load_without_a_secret_for_the_commands_that_sign_nothing() {
-        let settings = Settings::load_from(None, Vec::new()).unwrap();
+        let settings = Settings::load_from(no_file(), Vec::new()).unwrap();
         assert!(settings.auth.jwt_secret.is_none());
     }
 
     #[test]
     fn debug_output_redacts_secrets() {
         let settings = Settings::load_from(
-            None,
+            no_file(),
             env(&[("DATABASE_URL", "postgres://user:hunter2@db/x")]),
         )
         .unwrap();
@@ -527,7 +628,7 @@ mod tests {
             "APP__AUTH__JWT_SECRET".into(),
             "a fresh secret of 32 bytes or more!".into(),
         ));
-        let settings = Settings::load_from(None, env).unwrap();
+        let settings = Settings::load_from(no_file(), env).unwrap();
         assert!(settings.database_url().is_ok());
     }
 

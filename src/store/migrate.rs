@@ -71,6 +71,12 @@ pub async fn run(options: &PgConnectOptions, settings: &MigrateSettings) -> anyh
         .into_iter()
         .map(|applied| (applied.version, applied.checksum))
         .collect();
+    let versions: Vec<i64> = applied.keys().copied().collect();
+    if let Some(refusal) = super::schema::another_projects(&versions)
+        .and_then(|versions| super::schema::Schema::Foreign { versions }.refusal())
+    {
+        return Err(ActionNeeded(refusal).into());
+    }
     for migration in MIGRATOR.iter() {
         if applied
             .get(&migration.version)

@@ -15,7 +15,7 @@ pub mod session;
 pub mod tenants;
 
 pub use database::Database;
-pub use pool::{ping, pool};
+pub use pool::{TRANSACTION_POOLER_ADVICE, ping, pool, session_mode_not_in_force};
 
 use crate::config::ConfigError;
 

@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use sqlx::Row;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgPool, Postgres};
@@ -111,6 +112,56 @@ impl Drop for Waiting {
     fn drop(&mut self) {
         self.0.decrement(1.0);
     }
+}
+
+/// What to do when `DATABASE_URL` turns out to reach a transaction pooler.
+pub const TRANSACTION_POOLER_ADVICE: &str = "DATABASE_URL reaches a transaction pooler \
+    (PgBouncer); `migrate` needs DATABASE_URL naming Postgres itself, and `serve` behind the \
+    pooler needs APP__DATABASE__POOL_MODE=transaction and DATABASE_FEED_URL naming Postgres itself";
+
+/// In session mode (the default), whether each connection is one server session of its own with
+/// the settings sent at connection in force. A transaction pooler that drops those settings
+/// (`ignore_startup_parameters = options`, common for other clients) would otherwise let
+/// `serve` start and say it is ready, then answer 500s (its named statements colliding on
+/// shared sessions) without its timeout: the reason, if it is not so. Asked on two
+/// connections, each twice, in the simple protocol; a pooler hands an idle session to the next
+/// client, so the two report the same backend.
+pub async fn session_mode_not_in_force(
+    pool: &PgPool,
+    settings: &DatabaseSettings,
+) -> Result<Option<String>, sqlx::Error> {
+    const ASK: &str = "select pg_backend_pid()::text, current_setting('plan_cache_mode'), \
+        (select setting from pg_settings where name = 'statement_timeout')";
+    let mut first = pool.acquire().await?;
+    // A pool of one asks its one connection four times.
+    let mut second = match pool.options().get_max_connections() {
+        2.. => Some(pool.acquire().await?),
+        _ => None,
+    };
+    let mut backends = Vec::new();
+    for turn in 0..4 {
+        let connection = match (turn % 2, second.as_mut()) {
+            (1, Some(second)) => second,
+            _ => &mut first,
+        };
+        let row = sqlx::raw_sql(ASK).fetch_one(&mut **connection).await?;
+        let (backend, plans, timeout): (String, String, String) =
+            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        if plans != "force_generic_plan" || timeout != settings.statement_timeout_ms.to_string() {
+            return Ok(Some(format!(
+                "the settings sent at connection are not in force (plan_cache_mode {plans}, \
+                 statement_timeout {timeout} ms)"
+            )));
+        }
+        backends.push(backend);
+    }
+    let (one, other) = (&backends[0], &backends[1]);
+    let shared = second.is_some() && one == other;
+    Ok(if shared || backends[2] != *one || backends[3] != *other {
+        Some("two connections shared a server session, or one changed sessions".to_string())
+    } else {
+        None
+    })
 }
 
 /// A round trip to the database, for `/readyz`: the simple protocol, as every statement made

@@ -9,7 +9,9 @@ use agent_api::store;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::support::process::{agent_api, run_ok, spawn_serve, terminate, wait_for_exit};
+use crate::support::process::{
+    agent_api, output_of, run_ok, spawn_serve, terminate, wait_for_exit,
+};
 use crate::support::*;
 
 #[sqlx::test(migrations = false)]
@@ -85,18 +87,18 @@ fn a_bad_setting_refuses_to_start_with_one_line_naming_it() {
         ),
     ];
     for (name, value, named) in cases {
-        let output = agent_api(Some("postgres://127.0.0.1:1/x"))
-            .env(name, value)
-            .arg("serve")
-            .output()
-            .unwrap();
+        let output = output_of(
+            agent_api(Some("postgres://127.0.0.1:1/x"))
+                .env(name, value)
+                .arg("serve"),
+        );
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{name}={value}: {stderr}");
         assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
         assert!(stderr.contains(named), "{name}={value}: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
-    let output = agent_api(None).arg("migrate").output().unwrap();
+    let output = output_of(agent_api(None).arg("migrate"));
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("DATABASE_URL"));
 }
@@ -121,7 +123,7 @@ fn token_issue_prints_only_a_token_that_verifies() {
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn sigterm_drains_and_exits_zero(pool: PgPool) {
-    let mut serving = spawn_serve(&database_url(&pool), &[]);
+    let mut serving = spawn_serve(&roles::reader_url(&pool).await, &[]);
     let ready = reqwest::get(serving.url("/readyz")).await.unwrap();
     assert_eq!(ready.status(), 200);
     terminate(&serving.child);
@@ -170,19 +172,13 @@ async fn token_issue_signs_with_a_configured_private_key_and_inspect_explains(po
         .unwrap();
     let mut revoked = agent_api(Some(&url));
     with_config(&mut revoked);
-    let output = revoked
-        .args(["token", "inspect", token.trim()])
-        .output()
-        .unwrap();
+    let output = output_of(revoked.args(["token", "inspect", token.trim()]));
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("revoked"));
 
     let mut garbage = agent_api(None);
     with_config(&mut garbage);
-    let output = garbage
-        .args(["token", "inspect", "nonsense"])
-        .output()
-        .unwrap();
+    let output = output_of(garbage.args(["token", "inspect", "nonsense"]));
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("rejected"));
     std::fs::remove_file(config).unwrap();
@@ -198,7 +194,7 @@ async fn migrate_and_seed_demo_need_no_signing_secret_and_serve_says_it_does(poo
     };
     run_ok(&mut without_secret("migrate"));
     run_ok(&mut without_secret("seed-demo"));
-    let output = without_secret("serve").output().unwrap();
+    let output = output_of(&mut without_secret("serve"));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
@@ -251,9 +247,10 @@ fn a_reader_that_goes_away_early_is_no_error() {
     )
     .unwrap();
     assert_eq!(first_line.trim(), "{");
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
+    let status = wait_for_exit(&mut child, crate::support::process::DEADLINE);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
@@ -261,11 +258,11 @@ fn a_reader_that_goes_away_early_is_no_error() {
 async fn logs_that_go_to_a_file_carry_no_colour_and_no_notices(pool: PgPool) {
     let url = database_url(&pool);
     for _ in 0..2 {
-        let output = agent_api(Some(&url))
-            .env("APP__LOG__FORMAT", "pretty")
-            .arg("migrate")
-            .output()
-            .unwrap();
+        let output = output_of(
+            agent_api(Some(&url))
+                .env("APP__LOG__FORMAT", "pretty")
+                .arg("migrate"),
+        );
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(output.status.success(), "{stderr}");
         assert!(stderr.contains("at this build's schema"), "{stderr}");
@@ -285,10 +282,7 @@ async fn token_commands_say_which_check_refuses_a_partner(pool: PgPool) {
     let deleted = crate::support::partner(&pool).await;
     soft_delete_user(&pool, deleted).await;
     let issue = |id: Uuid| {
-        agent_api(Some(&url))
-            .args(["token", "issue", "--partner", &id.to_string()])
-            .output()
-            .unwrap()
+        output_of(agent_api(Some(&url)).args(["token", "issue", "--partner", &id.to_string()]))
     };
     for (id, check) in [
         (Uuid::new_v4(), "no user has this id"),
@@ -303,12 +297,7 @@ async fn token_commands_say_which_check_refuses_a_partner(pool: PgPool) {
         assert!(stderr.contains(check), "{check}: {stderr}");
     }
     let token = String::from_utf8(issue(partner).stdout).unwrap();
-    let inspect = || {
-        agent_api(Some(&url))
-            .args(["token", "inspect", token.trim()])
-            .output()
-            .unwrap()
-    };
+    let inspect = || output_of(agent_api(Some(&url)).args(["token", "inspect", token.trim()]));
     assert!(inspect().status.success());
     sqlx::query("update users set tokens_valid_after = now() + interval '1 second' where id = $1")
         .bind(partner)
@@ -333,7 +322,7 @@ async fn a_missing_database_or_a_taken_port_is_one_line_and_exit_2(pool: PgPool)
     let missing = database_url(&pool).replace(&database_name(&pool), "no_such_database");
     for command in ["migrate", "serve", "seed-demo"] {
         let started = std::time::Instant::now();
-        let output = agent_api(Some(&missing)).arg(command).output().unwrap();
+        let output = output_of(agent_api(Some(&missing)).arg(command));
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{command}: {stderr}");
         let lines: Vec<&str> = stderr
@@ -355,12 +344,12 @@ async fn a_missing_database_or_a_taken_port_is_one_line_and_exit_2(pool: PgPool)
     run_ok(agent_api(Some(&database_url(&pool))).arg("migrate"));
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    let output = agent_api(Some(&database_url(&pool)))
-        .env("APP__SERVER__HOST", "127.0.0.1")
-        .env("APP__SERVER__PORT", &port)
-        .arg("serve")
-        .output()
-        .unwrap();
+    let output = output_of(
+        agent_api(Some(&database_url(&pool)))
+            .env("APP__SERVER__HOST", "127.0.0.1")
+            .env("APP__SERVER__PORT", &port)
+            .arg("serve"),
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("APP__SERVER__PORT"), "{stderr}");
@@ -369,7 +358,7 @@ async fn a_missing_database_or_a_taken_port_is_one_line_and_exit_2(pool: PgPool)
 /// Ctrl-C stops as SIGTERM does: requests drained, exit 0, no "forced" shutdown.
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn ctrl_c_drains_like_sigterm(pool: PgPool) {
-    let mut serving = spawn_serve(&database_url(&pool), &[]);
+    let mut serving = spawn_serve(&roles::reader_url(&pool).await, &[]);
     let sent = std::process::Command::new("kill")
         .args(["-INT", &serving.child.id().to_string()])
         .status()

@@ -156,7 +156,10 @@ async fn logged_during(
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn refused_requests_write_little_to_the_log(pool: PgPool) {
-    let serving = process::spawn_serve(&database_url(&pool), &[("APP__LOG__LEVEL", "info")]);
+    let serving = process::spawn_serve(
+        &roles::reader_url(&pool).await,
+        &[("APP__LOG__LEVEL", "info")],
+    );
     let client = reqwest::Client::new();
     let url = serving.url(&format!(
         "/agent-api/tenant/{}/callerline",
@@ -254,7 +257,10 @@ fn resident_bytes(serving: &process::Serving) -> usize {
 /// HTTP layer cannot even read are written within one budget: a flood adds little to the log.
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn strangers_requests_write_little_to_the_log(pool: PgPool) {
-    let serving = process::spawn_serve(&database_url(&pool), &[("APP__LOG__LEVEL", "info")]);
+    let serving = process::spawn_serve(
+        &roles::reader_url(&pool).await,
+        &[("APP__LOG__LEVEL", "info")],
+    );
     let client = reqwest::Client::new();
     let sent = 20_000;
     let written = logged_during(&serving, async {

@@ -255,22 +255,14 @@ async fn a_feed_that_cannot_hear_is_never_trusted(pool: PgPool) {
     );
 }
 
-/// A session of a role that may only read, as docs/operations.md makes one, on this test's database.
-async fn reader_session(pool: &PgPool) -> (String, sqlx::PgConnection) {
+/// A session of the role that may only read, as docs/operations.md makes it, on this test's
+/// database.
+async fn reader_session(pool: &PgPool) -> sqlx::PgConnection {
     use sqlx::Connection;
-    let reader = reader_role();
-    let values = [
-        ("reader", reader.clone()),
-        ("password", "unused-with-trust-auth".to_string()),
-        ("database", database_name(pool)),
-    ];
-    let role_sql = crate::operator_sql::readme_block("create role", &values);
-    sqlx::raw_sql(sqlx::AssertSqlSafe(role_sql))
-        .execute(pool)
+    let reader = roles::reader(pool).await;
+    sqlx::PgConnection::connect(&roles::url_as(pool, &reader))
         .await
-        .unwrap();
-    let url = database_url(pool).replacen("://postgres@", &format!("://{reader}@"), 1);
-    (reader, sqlx::PgConnection::connect(&url).await.unwrap())
+        .unwrap()
 }
 
 /// A role that can only read hears every heartbeat on the channel and may send its own: one
@@ -283,7 +275,7 @@ async fn a_heartbeat_forged_by_a_role_that_only_reads_extends_no_trust(pool: PgP
     let token = format!("Bearer {}", app.old_token(setup.partner));
     assert_eq!(app.request(&setup.path, Some(&token)).await.status(), 200);
 
-    let (reader, mut session) = reader_session(&pool).await;
+    let mut session = reader_session(&pool).await;
     let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
         .await
         .unwrap();
@@ -310,7 +302,6 @@ async fn a_heartbeat_forged_by_a_role_that_only_reads_extends_no_trust(pool: PgP
     revocation_holds_with_the_feed_cut(&setup, &proxy, &token).await;
     drop((session, listener));
     setup.app.stop().await;
-    drop_role(&pool, &reader).await;
 }
 
 /// An `all` that a role that can only read sends (with or without an epoch) drops nothing;
@@ -321,7 +312,7 @@ async fn only_the_schemas_own_functions_can_drop_everything(pool: PgPool) {
     let setup = live_setup(pool.clone()).await;
     assert_eq!(setup.line_name().await, "线路");
     setup.rename_unannounced("unannounced").await;
-    let (reader, mut session) = reader_session(&pool).await;
+    let mut session = reader_session(&pool).await;
     for forged in ["all", "all 1", "all 999999", "all x", "caller_lines"] {
         sqlx::query("select pg_notify('agent_api_listing_changed', $1)")
             .bind(forged)
@@ -368,7 +359,6 @@ async fn only_the_schemas_own_functions_can_drop_everything(pool: PgPool) {
     .await;
     drop(session);
     setup.app.stop().await;
-    drop_role(&pool, &reader).await;
 }
 
 /// A feed whose path was cut without a word for longer than it waits for a heartbeat is made

@@ -4,7 +4,7 @@
 use sqlx::{Connection, PgPool};
 use uuid::Uuid;
 
-use crate::support::process::{Running, agent_api, finished, run_ok, wait_for_exit};
+use crate::support::process::{Running, agent_api, finished, output_of, run_ok, wait_for_exit};
 use crate::support::*;
 
 #[sqlx::test(migrations = false)]
@@ -34,10 +34,7 @@ async fn migrate_after(pool: &PgPool, mess: &str) -> String {
         .execute(pool)
         .await
         .unwrap();
-    let output = agent_api(Some(&database_url(pool)))
-        .arg("migrate")
-        .output()
-        .unwrap();
+    let output = output_of(agent_api(Some(&database_url(pool))).arg("migrate"));
     assert!(!output.status.success(), "migrate should stop");
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -149,11 +146,11 @@ async fn era_0700_database(pool: &PgPool, lines: i64) {
 #[sqlx::test(migrations = false)]
 async fn an_upgrade_of_a_large_database_ignores_the_services_statement_timeout(pool: PgPool) {
     era_0700_database(&pool, 200_000).await;
-    let output = agent_api(Some(&database_url(&pool)))
-        .env("APP__DATABASE__STATEMENT_TIMEOUT_MS", "10")
-        .arg("migrate")
-        .output()
-        .unwrap();
+    let output = output_of(
+        agent_api(Some(&database_url(&pool)))
+            .env("APP__DATABASE__STATEMENT_TIMEOUT_MS", "10")
+            .arg("migrate"),
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     for migration in MIGRATOR.iter().filter(|m| m.version > ERA_0700) {

@@ -1,66 +1,12 @@
 //! The SQL operators run: every block of the README and docs/operations.md against a real
-//! database, the split function and the service view (SPEC §1).
+//! database, as the documented writer role (the roles' own blocks as the owner), the split
+//! function and the service view (SPEC §1).
 
 use agent_api::store::demo;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::support::*;
-
-/// The ```sql blocks of the documents, with psql's `:'name'`, `:"name"` and `:name` variables
-/// filled in.
-fn readme_sql(values: &[(&str, String)]) -> Vec<String> {
-    readme_blocks()
-        .into_iter()
-        .map(|block| fill(block, values))
-        .collect()
-}
-
-/// The documents' SQL block that contains `text`, filled in.
-pub fn readme_block(text: &str, values: &[(&str, String)]) -> String {
-    let block = readme_blocks()
-        .into_iter()
-        .find(|block| block.contains(text))
-        .unwrap_or_else(|| panic!("no documented SQL block contains {text:?}"));
-    fill(block, values)
-}
-
-fn readme_blocks() -> Vec<String> {
-    let documents = [
-        include_str!("../../README.md"),
-        include_str!("../../docs/operations.md"),
-    ];
-    let mut blocks = Vec::new();
-    let mut current: Option<String> = None;
-    for line in documents.iter().flat_map(|document| document.lines()) {
-        match (&mut current, line.trim_start()) {
-            (None, "```sql") => current = Some(String::new()),
-            (Some(block), "```") => {
-                blocks.push(std::mem::take(block));
-                current = None;
-            }
-            (Some(block), _) => {
-                block.push_str(line);
-                block.push('\n');
-            }
-            (None, _) => {}
-        }
-    }
-    blocks
-}
-
-fn fill(mut block: String, values: &[(&str, String)]) -> String {
-    for (name, value) in values {
-        block = block.replace(&format!(":'{name}'"), &format!("'{value}'"));
-        block = block.replace(&format!(":\"{name}\""), &format!("\"{value}\""));
-        block = block.replace(&format!(":{name}"), value);
-    }
-    assert!(
-        !block.contains(":'") && !block.contains(":\""),
-        "an unfilled psql variable in:\n{block}"
-    );
-    block
-}
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn the_documented_operator_sql_runs(pool: PgPool) {
@@ -79,8 +25,6 @@ async fn the_documented_operator_sql_runs(pool: PgPool) {
         ("phone", "13900000000".to_string()),
         ("issued_at", "2030-01-01T00:00:00Z".to_string()),
         ("days", "36500".to_string()),
-        ("reader", reader_role()),
-        ("password", "unused-with-trust-auth".to_string()),
         ("database", database_name(&pool)),
         ("tenant_name", "云节点二".to_string()),
         ("tenant", demo::DEMO_TENANT_ID.to_string()),
@@ -88,14 +32,19 @@ async fn the_documented_operator_sql_runs(pool: PgPool) {
         ("count", "1000".to_string()),
         ("pid", "0".to_string()),
     ];
-    let blocks = readme_sql(&values);
-    assert!(blocks.len() >= 8, "the documents have their SQL blocks");
+    // The roles' blocks, as the owner runs them (with their psql variables).
+    roles::reader(&pool).await;
+    let writer = roles::writer(&pool).await;
+    let as_writer = roles::pool_as(&pool, &writer).await;
+    let blocks: Vec<String> = docs::documented_sql_blocks(&values, &["reader", "writer"]);
+    assert!(blocks.len() >= 7, "the documents have their SQL blocks");
     for block in blocks {
         sqlx::raw_sql(sqlx::AssertSqlSafe(block.clone()))
-            .execute(&pool)
+            .execute(&as_writer)
             .await
-            .unwrap_or_else(|e| panic!("documented SQL failed: {e}\n{block}"));
+            .unwrap_or_else(|e| panic!("documented SQL failed as the writer: {e}\n{block}"));
     }
+    as_writer.close().await;
     // One line, then a thousand at once, then the split's child (ids by default).
     let lines_after: i64 = sqlx::query_scalar("select count(*) from caller_lines")
         .fetch_one(&pool)
@@ -117,7 +66,6 @@ async fn the_documented_operator_sql_runs(pool: PgPool) {
     .await
     .unwrap();
     assert_eq!((parent_call_line, children), (9, 1));
-    drop_role(&pool, &values[8].1).await;
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

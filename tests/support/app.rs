@@ -10,16 +10,26 @@ use agent_api::config::Settings;
 use agent_api::startup::{Application, Stopper};
 use agent_api::tokens::KeyRing;
 use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::roles;
+
 pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
+
+/// The settings file every test loads, in process or as a child: empty, so an operator's
+/// `config/agent-api.toml` in the checkout changes nothing.
+pub const NO_SETTINGS_FILE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/no-settings.toml"
+);
 
 /// Settings as `serve` would load them with only the secret set, made quiet and single-worker.
 pub fn test_settings() -> Settings {
     let mut settings = Settings::load_from(
-        None,
+        Some(std::path::Path::new(NO_SETTINGS_FILE)),
         [
             ("APP__AUTH__JWT_SECRET".to_string(), SECRET.to_string()),
             ("APP__LOG__LEVEL".to_string(), "warn".to_string()),
@@ -54,6 +64,9 @@ impl TestApp {
         Self::spawn_with(pool, configure, system_clock()).await
     }
 
+    /// The app as `serve` runs in production: as the read-only role docs/operations.md makes
+    /// (on `pool`'s database, through the same path as `pool`; the feed and standbys too), while
+    /// the test keeps `pool`, the owner's, to write as operators do.
     pub async fn spawn_with(
         pool: PgPool,
         configure: impl FnOnce(&mut Settings),
@@ -62,8 +75,24 @@ impl TestApp {
         agent_api::tls::install_crypto_provider();
         let mut settings = test_settings();
         configure(&mut settings);
+        let reader = roles::reader(&pool).await;
+        let as_reader = {
+            let options = (*pool.connect_options())
+                .clone()
+                .username(&reader.name)
+                .password(&reader.password);
+            pool.options().clone().connect_lazy_with(options)
+        };
+        let database = &mut settings.database;
+        let in_reader = |url: &SecretString| roles::with_credentials(url.expose_secret(), &reader);
+        database.feed_url = database.feed_url.as_ref().map(|url| in_reader(url).into());
+        database.replica_urls = database
+            .replica_urls
+            .iter()
+            .map(|url| in_reader(url).into())
+            .collect();
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-        let application = Application::build(&settings, listener, pool.clone(), clock)
+        let application = Application::build(&settings, listener, as_reader, clock)
             .await
             .expect("application builds");
         let address = format!("http://127.0.0.1:{}", application.port());

@@ -26,7 +26,11 @@ impl PgBouncer {
         std::fs::create_dir_all(&dir).unwrap();
         let listen = free_port();
         let users = dir.join("users.txt");
-        std::fs::write(&users, "\"postgres\" \"\"\n").unwrap();
+        let roles = ["postgres".to_string()]
+            .into_iter()
+            .chain(super::roles::run_role_names());
+        let users_file: String = roles.map(|role| format!("\"{role}\" \"\"\n")).collect();
+        std::fs::write(&users, users_file).unwrap();
         let file = |name: &str| dir.join(name).display().to_string();
         let settings = [
             ("listen_addr", "127.0.0.1".to_string()),

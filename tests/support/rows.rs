@@ -215,34 +215,10 @@ pub async fn insert_at_repeatable_read(pool: &PgPool, tenant: Uuid, partner: Uui
     connection.detach();
 }
 
-pub fn reader_role() -> String {
-    format!("agent_api_reader_{}", Uuid::new_v4().simple())
-}
-
 /// The name of the database behind `pool`.
 pub fn database_name(pool: &PgPool) -> String {
     pool.connect_options()
         .get_database()
         .expect("a test pool names its database")
         .to_string()
-}
-
-/// Drops a role made by a test, once none of its sessions is left.
-pub async fn drop_role(pool: &PgPool, role: &str) {
-    crate::support::app::eventually(&format!("{role} has no session left"), || async {
-        let sessions: i64 =
-            sqlx::query_scalar("select count(*) from pg_stat_activity where usename = $1")
-                .bind(role)
-                .fetch_one(pool)
-                .await
-                .unwrap();
-        sessions == 0
-    })
-    .await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "drop owned by \"{role}\"; drop role \"{role}\""
-    )))
-    .execute(pool)
-    .await
-    .unwrap();
 }

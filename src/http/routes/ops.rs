@@ -55,6 +55,8 @@ fn readiness(state: &AppState, in_detail: bool) -> HttpResponse {
             Schema::Current => "current",
             Schema::Ahead { .. } => "ahead",
             Schema::Behind { .. } => "behind",
+            Schema::Unreadable { .. } => "unreadable",
+            Schema::Foreign { .. } => "foreign",
         },
         "listing_cache": listing_cache,
         "rate_limit": rate_limit,
@@ -66,6 +68,11 @@ fn readiness(state: &AppState, in_detail: bool) -> HttpResponse {
         }
         Schema::Ahead { unknown } if in_detail => {
             body["unknown_migrations"] = serde_json::json!(unknown);
+        }
+        // The role's name and the grant are for operators, not strangers on the partners' port.
+        Schema::Unreadable { reason, action } if in_detail => {
+            body["schema_error"] = reason.as_str().into();
+            body["action"] = action.as_str().into();
         }
         _ => {}
     }
