@@ -20,6 +20,7 @@ use crate::cache::standings::{self, Known};
 use crate::cache::{Freshness, Keep, Memory, PageKey, Pages, default_tenant};
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::exit::ActionNeeded;
 use crate::health::Health;
 use crate::http::response::asset::Reference;
 use crate::http::state::AppState;
@@ -116,11 +117,11 @@ impl Application {
         background.spawn(async move { health.watch(pool).await });
         let api = api_server(settings, listener, state.clone())?;
         let ops_address = (settings.ops.host.as_str(), settings.ops.port);
-        let ops_listener = TcpListener::bind(ops_address).with_context(|| {
-            format!(
-                "cannot listen on {}:{} for operations (APP__OPS__HOST/APP__OPS__PORT)",
+        let ops_listener = TcpListener::bind(ops_address).map_err(|error| {
+            ActionNeeded(format!(
+                "cannot listen on {}:{} for operations (APP__OPS__HOST, APP__OPS__PORT): {error}",
                 settings.ops.host, settings.ops.port
-            )
+            ))
         })?;
         let ops_port = ops_listener.local_addr()?.port();
         let ops = ops_server(settings, ops_listener, state)?;

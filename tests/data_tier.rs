@@ -110,6 +110,41 @@ async fn behind_pgbouncer_in_transaction_mode_every_route_answers(pool: PgPool) 
     through_bouncer.close().await;
 }
 
+/// A PgBouncer in transaction mode that ignores `options` (a common setting, for other clients)
+/// accepts `serve` left in session mode: it used to start, say it was ready, and answer 500s
+/// (`prepared statement "sqlx_s_1" already exists`) without its statement timeout. Now it finds
+/// its session settings not in force and refuses at start, exit 2, in one line saying what to
+/// set.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn serve_in_session_mode_behind_a_pooler_that_ignores_its_settings_refuses_to_start(
+    pool: PgPool,
+) {
+    let options = pool.connect_options();
+    let bouncer = support::pgbouncer::PgBouncer::start_with(
+        options.get_host(),
+        options.get_port(),
+        &[(
+            "ignore_startup_parameters",
+            "extra_float_digits,options".into(),
+        )],
+    );
+    let through_bouncer = bouncer.url(&roles::reader_url(&pool).await);
+    let output = output_of(
+        agent_api(Some(&through_bouncer))
+            .env("APP__SERVER__HOST", "127.0.0.1")
+            .env("APP__SERVER__PORT", "0")
+            .env("APP__OPS__PORT", "0")
+            .arg("serve"),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("not in force") && stderr.contains("APP__DATABASE__POOL_MODE=transaction"),
+        "{stderr}"
+    );
+}
+
 /// `sslmode=verify-full` with the cluster's CA connects (the pool, and the change feed on the
 /// same URL); a wrong CA, or a name the certificate does not carry, is refused at start in one
 /// line naming the host and the reason, exit 2, within seconds.
@@ -421,9 +456,26 @@ fn assert_transition(seen: &[Seen], event: std::time::Instant, took: Duration, w
     );
 }
 
+/// Patroni's REST API as shipped refuses state-changing requests without its credentials (it
+/// used to take a `POST /switchover` from anyone who could reach the port); the switchover
+/// `patronictl` makes with them is a few seconds of 503, never a 500.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_planned_switchover_is_a_few_seconds_of_503_and_never_a_500() {
+    use support::patroni::REST_USER;
     let mut failover = Failover::start().await;
+    let client = reqwest::Client::new();
+    let asked = serde_json::json!({"leader": "node1", "candidate": "node2"});
+    for credentials in [None, Some((REST_USER, "a-guess"))] {
+        let mut request = client
+            .post(failover.patroni.rest_url(0, "/switchover"))
+            .json(&asked);
+        if let Some((user, password)) = credentials {
+            request = request.basic_auth(user, Some(password));
+        }
+        let answer = request.send().await.unwrap();
+        assert_eq!(answer.status(), 401, "{credentials:?}");
+    }
+    assert_eq!(failover.patroni.primary(), Some(0), "nothing was switched");
     let token = format!("Bearer {}", failover.app.token_for(failover.partner));
     let (stop, polling) = poll(&failover, token);
     tokio::time::sleep(Duration::from_secs(1)).await;

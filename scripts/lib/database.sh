@@ -156,6 +156,29 @@ database_url_named() {
   printf '%s' "$DATABASE_URL" | sed -E "s#^([a-z]+://[^/]*)/?[^?]*#\1/$1#"
 }
 
+# The service's read-only role $2 on the database at URL $1, made and granted by the very SQL
+# blocks of docs/operations.md ("Database roles"); prints the URL that connects as it.
+as_documented_reader() {
+  local url="$1" role="$2" password="reader-$$" database
+  database="$(printf '%s' "$url" | sed -E 's#^[a-z]+://[^/]*/([^?]*).*#\1#')"
+  python3 scripts/lib/documented_sql.py 'create role :"reader"' |
+    PGOPTIONS="--client-min-messages=warning" psql -q -v ON_ERROR_STOP=1 "$url" \
+      -v reader="$role" -v password="$password" -f - >/dev/null
+  python3 scripts/lib/documented_sql.py 'to :"reader";' |
+    PGOPTIONS="--client-min-messages=warning" psql -q -v ON_ERROR_STOP=1 "$url" \
+      -v reader="$role" -v database="$database" -f - >/dev/null
+  printf '%s' "$url" | sed -E "s#^([a-z]+://)([^@/]*@)?#\1$role:$password@#"
+}
+
+# Drops roles a run made (after the databases that granted them anything).
+drop_roles() {
+  local name
+  for name in $1; do
+    PGOPTIONS="--client-min-messages=warning" psql -q "$DATABASE_URL" \
+      -c "drop role if exists \"$name\"" >/dev/null 2>&1 || true
+  done
+}
+
 # A fresh, empty database $1 on DATABASE_URL's server (dropped first if it exists).
 recreate_database() {
   command -v psql >/dev/null 2>&1 || die "psql is needed to create the database $1"
@@ -183,10 +206,11 @@ drop_databases() {
   done
 }
 
-# What a run may not leave behind on DATABASE_URL's server: its databases, and the schemas of
-# DATABASE_URL's own database.
+# What a run may not leave behind on DATABASE_URL's server: its databases, its roles, and the
+# schemas of DATABASE_URL's own database.
 server_contents() {
   psql -Atq "$DATABASE_URL" -c "select string_agg(datname, ' ' order by datname) from pg_database" \
+    -c "select string_agg(rolname, ' ' order by rolname) from pg_roles" \
     -c "select string_agg(nspname, ' ' order by nspname) from pg_namespace where nspname not like 'pg\\_%temp\\_%'" | tr '\n' ' '
 }
 

@@ -231,6 +231,32 @@ async fn a_token_issued_after_a_revocation_in_the_same_second_is_accepted(pool: 
     );
 }
 
+/// A secret's file that is empty or unreadable stops every command in one line: `token issue`
+/// used to take an empty `DATABASE_URL_FILE` for no database and sign a token for any id,
+/// skipping the partner check.
+#[test]
+fn token_issue_with_an_empty_or_unreadable_database_url_file_signs_nothing() {
+    let dir = std::env::temp_dir().join(format!("agent-api-empty-url-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let empty = dir.join("url");
+    std::fs::write(&empty, "").unwrap();
+    let missing = dir.join("no-such-file");
+    for file in [&empty, &missing] {
+        let output = output_of(agent_api(None).env("DATABASE_URL_FILE", file).args([
+            "token",
+            "issue",
+            "--partner",
+            &Uuid::new_v4().to_string(),
+        ]));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(output.stdout.is_empty(), "no token printed");
+        assert!(stderr.contains("DATABASE_URL_FILE"), "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 #[test]
 fn a_reader_that_goes_away_early_is_no_error() {
     // `agent-api openapi | head -n 1`: the pipe closes after the first line.
@@ -353,6 +379,18 @@ async fn a_missing_database_or_a_taken_port_is_one_line_and_exit_2(pool: PgPool)
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("APP__SERVER__PORT"), "{stderr}");
+    // The operations port too (it used to exit 1, a fault, where the docs promise 2).
+    let output = output_of(
+        agent_api(Some(&database_url(&pool)))
+            .env("APP__SERVER__HOST", "127.0.0.1")
+            .env("APP__SERVER__PORT", "0")
+            .env("APP__OPS__PORT", &port)
+            .arg("serve"),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("APP__OPS__PORT"), "{stderr}");
 }
 
 /// Ctrl-C stops as SIGTERM does: requests drained, exit 0, no "forced" shutdown.

@@ -27,6 +27,52 @@ async fn migrate_builds_the_schema_on_an_empty_database_and_reruns_harmlessly(po
     }
 }
 
+/// A `DATABASE_URL` left pointing at another project's database (its own sqlx history and a
+/// `users` table of its own) is refused before anything is written: `migrate` used to create
+/// `tenants` there and record a version in that project's `_sqlx_migrations`. `serve` too.
+#[sqlx::test(migrations = false)]
+async fn another_projects_database_is_refused_before_anything_is_written(pool: PgPool) {
+    sqlx::raw_sql(
+        "create table _sqlx_migrations (version bigint primary key, description text not null, \
+           installed_on timestamptz not null default now(), success boolean not null, \
+           checksum bytea not null, execution_time bigint not null); \
+         insert into _sqlx_migrations (version, description, success, checksum, execution_time) \
+         values (20230101000000, 'create users', true, '\\x00', 1), \
+                (20230201000000, 'add orders', true, '\\x00', 1); \
+         create table users (id serial primary key, login text)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let what_is_there = || async {
+        let tables: Vec<String> = sqlx::query_scalar(
+            "select table_name::text from information_schema.tables \
+             where table_schema = 'public' order by 1",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        let versions: Vec<i64> =
+            sqlx::query_scalar("select version from _sqlx_migrations order by 1")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        (tables, versions)
+    };
+    let before = what_is_there().await;
+    for command in ["migrate", "serve"] {
+        let output = output_of(agent_api(Some(&database_url(&pool))).arg(command));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{command}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{command}: {stderr}");
+        assert!(
+            stderr.contains("another project's migrations") && stderr.contains("20230101000000"),
+            "{command}: {stderr}"
+        );
+        assert_eq!(what_is_there().await, before, "{command} wrote nothing");
+    }
+}
+
 /// A database at migration 0800 with `mess` done to it, then `agent-api migrate`: its stderr.
 async fn migrate_after(pool: &PgPool, mess: &str) -> String {
     MIGRATOR.run_to(20261127000800, pool).await.unwrap();

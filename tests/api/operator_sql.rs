@@ -122,3 +122,22 @@ async fn the_service_view_ends_service_at_the_earlier_bound(pool: PgPool) {
     assert_eq!(ends(unbounded).await, None);
     assert_eq!(ends(not_begun).await, Some(start));
 }
+
+/// The operations guide's commands name `target/release/agent-api`, which the quick start does
+/// not build: the guide says how to build it before its first command, and that the quick
+/// start's binary takes the same commands.
+#[test]
+fn the_operations_guide_says_which_binary_its_commands_run_before_the_first() {
+    let guide: String = include_str!("../../docs/operations.md")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let first_command = guide
+        .find("target/release/agent-api migrate")
+        .expect("the guide's commands");
+    let built = guide
+        .find("cargo build --release --locked")
+        .expect("the guide says how to build the binary");
+    assert!(built < first_command, "built before it is run");
+    assert!(guide[..first_command].contains("target/debug/agent-api"));
+}

@@ -14,6 +14,11 @@ use super::cluster::{as_postgres, end_group, give_to_postgres, postgres_bin_dir,
 use super::ports::{await_listening, free_port};
 
 const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/patroni/patroni.yml");
+
+/// The REST API's credentials and the Raft store's password, as the configuration requires.
+pub const REST_USER: &str = "patroni-admin";
+const REST_PASSWORD: &str = "rest-api-test-password";
+const RAFT_PASSWORD: &str = "raft-test-password";
 const HAPROXY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/patroni/haproxy.cfg");
 
 struct Node {
@@ -57,7 +62,7 @@ impl Patroni {
         let controller = as_postgres("patroni_raft_controller")
             .process_group(0)
             .arg(CONFIG)
-            .envs(raft_environment(
+            .envs(member_environment(
                 &dir,
                 "controller",
                 controller_port,
@@ -144,6 +149,11 @@ impl Patroni {
         )
     }
 
+    /// Node `n`'s REST API.
+    pub fn rest_url(&self, n: usize, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.nodes[n].rest_port)
+    }
+
     /// The node whose REST API says it is the primary, if one does.
     pub fn primary(&self) -> Option<usize> {
         (0..self.nodes.len()).find(|&n| self.role_is(n, "primary"))
@@ -168,7 +178,7 @@ impl Patroni {
         let process = as_postgres("patroni")
             .process_group(0)
             .arg(CONFIG)
-            .envs(raft_environment(
+            .envs(member_environment(
                 &self.dir,
                 &node.name,
                 node.raft_port,
@@ -246,7 +256,7 @@ impl Patroni {
         run(as_postgres("patronictl")
             .arg("-c")
             .arg(CONFIG)
-            .envs(raft_environment(
+            .envs(member_environment(
                 &self.dir,
                 "ctl",
                 0,
@@ -319,15 +329,27 @@ fn voters(nodes: &[Node], controller_port: u16, except: Option<u16>) -> Vec<Stri
         .collect()
 }
 
-/// The Raft part of a member's environment: its own address (none for `patronictl`), its
-/// partners', and a data directory of its own.
-fn raft_environment(
+/// What every member (and `patronictl`) is given: the secrets, its own Raft address (none for
+/// `patronictl`), its partners', and a data directory of its own.
+fn member_environment(
     dir: &std::path::Path,
     member: &str,
     port: u16,
     partners: &[String],
 ) -> Vec<(String, String)> {
     let mut environment = vec![
+        (
+            "PATRONI_RAFT_PASSWORD".to_string(),
+            RAFT_PASSWORD.to_string(),
+        ),
+        (
+            "PATRONI_RESTAPI_USERNAME".to_string(),
+            REST_USER.to_string(),
+        ),
+        (
+            "PATRONI_RESTAPI_PASSWORD".to_string(),
+            REST_PASSWORD.to_string(),
+        ),
         (
             "PATRONI_RAFT_PARTNER_ADDRS".to_string(),
             format!("['{}']", partners.join("','")),

@@ -22,6 +22,11 @@ pub struct PgBouncer {
 impl PgBouncer {
     /// In front of the server at `host:port`, every database by its own name.
     pub fn start(host: &str, port: u16) -> Self {
+        Self::start_with(host, port, &[])
+    }
+
+    /// The same, with these settings of `deploy/pgbouncer.ini` set otherwise.
+    pub fn start_with(host: &str, port: u16, otherwise: &[(&str, String)]) -> Self {
         let dir = std::env::temp_dir().join(format!("agent-api-pgbouncer-{}", Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let listen = free_port();
@@ -41,7 +46,10 @@ impl PgBouncer {
             ("auth_file", file("users.txt")),
             ("logfile", file("pgbouncer.log")),
             ("pidfile", file("pgbouncer.pid")),
-        ];
+        ]
+        .into_iter()
+        .chain(otherwise.iter().cloned())
+        .collect::<Vec<_>>();
         // Every database by its own name (each test has one), and no Unix socket: several
         // PgBouncers run at once.
         let ini = configured(&settings)
