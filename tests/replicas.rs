@@ -35,6 +35,8 @@ impl Replicated {
         let tenant = tenant(&pool, "云节点").await;
         let partner = partner(&pool).await;
         line(tenant, partner).insert(&pool).await;
+        // The service's role before the standby is copied, as an operator's would be.
+        roles::reader(&pool).await;
         let standby = Cluster::standby_of(&primary);
         let standby_url = standby.url();
         let app = TestApp::configured(pool.clone(), |s| {
@@ -342,6 +344,8 @@ async fn a_server_that_is_no_standby_of_the_primary_is_never_read() {
     let stranger = Cluster::create();
     stranger.start();
     let stranger_pool = same_rows(&stranger, "别处的").await;
+    // The service's role may log in there too: it answers, but as no standby of the primary.
+    roles::reader(&stranger_pool).await;
     let stranger_url = stranger.url();
     let app = TestApp::configured(pool.clone(), |s| {
         s.database.replica_urls = vec![stranger_url.into()];
