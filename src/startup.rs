@@ -377,12 +377,22 @@ fn prometheus() -> PrometheusHandle {
 async fn housekeeping(state: Arc<AppState>) {
     const TICK: Duration = Duration::from_secs(5);
     const FORGET_EVERY: u32 = 12; // ticks: a minute
+    const COUNT_ROWS_EVERY: u32 = 3; // ticks: Prometheus's usual scrape interval
     let mut tick = tokio::time::interval(TICK);
-    for round in 1_u32.. {
+    for round in 0_u32.. {
         tick.tick().await;
         state.metrics.run_upkeep();
         telemetry::strangers().report_left_out();
-        if round % FORGET_EVERY == 0
+        telemetry::forged_announcements().report_left_out();
+        // Asked here, one at a time, never by a scrape: a scraper (or 64 of them) costs the
+        // database nothing.
+        if round % COUNT_ROWS_EVERY == 0 {
+            let rows = store::caller_lines::most_count_rows_of_a_pair(&state.database);
+            if let Ok(Ok(rows)) = tokio::time::timeout(TICK, rows).await {
+                metrics::gauge!("agent_api_line_count_rows_max").set(rows as f64);
+            }
+        }
+        if round % FORGET_EVERY == FORGET_EVERY - 1
             && let Some(limits) = &state.rate_limits
         {
             limits.forget_idle();

@@ -81,12 +81,14 @@ fn log_panics() {
     }));
 }
 
-/// The log lines strangers can have written by the thousand (refused requests, unknown paths,
-/// malformed requests, notifications nobody we trust sent): at most a few a second are
-/// written, and how many were left out is said every few seconds instead.
+/// Log lines others can have written by the thousand: at most a few a second are written, and
+/// how many were left out is said every few seconds instead. Each kind has a budget of its own,
+/// so a flood of one never hides the other.
 pub struct Throttle {
     lines: DefaultDirectRateLimiter,
     left_out: AtomicU64,
+    /// What the left-out lines were, for the line that counts them.
+    what: &'static str,
 }
 
 impl Throttle {
@@ -103,20 +105,33 @@ impl Throttle {
     pub fn report_left_out(&self) {
         let left_out = self.left_out.swap(0, Ordering::Relaxed);
         if left_out > 0 {
-            tracing::info!(left_out, "strangers' requests not logged one by one");
+            tracing::info!(left_out, "{} not logged one by one", self.what);
+        }
+    }
+
+    /// 10 lines a second, 20 at once.
+    fn new(what: &'static str) -> Self {
+        Self {
+            lines: DefaultDirectRateLimiter::direct(
+                Quota::per_second(NonZeroU32::new(10).expect("not zero"))
+                    .allow_burst(NonZeroU32::new(20).expect("not zero")),
+            ),
+            left_out: AtomicU64::new(0),
+            what,
         }
     }
 }
 
+/// Strangers' requests: refused, to unknown paths, or unreadable.
 pub fn strangers() -> &'static Throttle {
     static STRANGERS: OnceLock<Throttle> = OnceLock::new();
-    STRANGERS.get_or_init(|| Throttle {
-        lines: DefaultDirectRateLimiter::direct(
-            Quota::per_second(NonZeroU32::new(10).expect("not zero"))
-                .allow_burst(NonZeroU32::new(20).expect("not zero")),
-        ),
-        left_out: AtomicU64::new(0),
-    })
+    STRANGERS.get_or_init(|| Throttle::new("strangers' requests"))
+}
+
+/// Notifications on the change feed's channel that the schema did not send.
+pub fn forged_announcements() -> &'static Throttle {
+    static FORGED: OnceLock<Throttle> = OnceLock::new();
+    FORGED.get_or_init(|| Throttle::new("ignored notifications on the change feed's channel"))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! Memory is trusted only while the feed is proven alive: a heartbeat sent at `t` and heard back
 //! proves every commit before `t` was heard, so memory is trusted until `t + max_staleness`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
@@ -18,7 +18,8 @@ use crate::store::announcements::Scope;
 use crate::store::changes::Change;
 use crate::store::database::Watermark;
 
-/// Scopes remembered at most; past it they are forgotten at once by a change of everything.
+/// Scopes remembered at most; past it the oldest are forgotten (a tenth at a time), and values
+/// read before the last one forgotten are taken as outdated.
 const MAX_REMEMBERED_SCOPES: usize = 100_000;
 
 /// The announcement count when a ticket was taken.
@@ -70,9 +71,21 @@ impl Ticket {
 struct Names {
     everything: u64,
     any_tenant: u64,
+    /// The last announcement whose scopes were forgotten: it outdates whatever no remembered
+    /// name speaks for (every remembered one is at least as late).
+    forgotten: u64,
     pairs: HashMap<(Uuid, Uuid), u64>,
     partners: HashMap<Uuid, u64>,
     tenants: HashMap<Uuid, u64>,
+    /// Each scope as it was named, oldest first: what to forget first.
+    named: VecDeque<(u64, Named)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Named {
+    Pair((Uuid, Uuid)),
+    Partner(Uuid),
+    Tenant(Uuid),
 }
 
 impl Names {
@@ -92,11 +105,33 @@ impl Names {
             Depends::Partner(partner) => self.partners.get(&partner).copied().unwrap_or(0),
             Depends::Tenants => self.any_tenant,
         };
-        named.max(self.everything)
+        named.max(self.everything).max(self.forgotten)
     }
 
-    fn remembered(&self) -> usize {
-        self.pairs.len() + self.partners.len() + self.tenants.len()
+    /// Forgets the oldest names, whole announcements at a time, down to nine tenths of the most
+    /// remembered.
+    fn forget_the_oldest(&mut self) {
+        while let Some(&(number, scope)) = self.named.front() {
+            let within = self.named.len() <= MAX_REMEMBERED_SCOPES / 10 * 9;
+            if within && number != self.forgotten {
+                break;
+            }
+            self.named.pop_front();
+            let names = match scope {
+                Named::Pair(pair) => self.pairs.get(&pair),
+                Named::Partner(partner) => self.partners.get(&partner),
+                Named::Tenant(tenant) => self.tenants.get(&tenant),
+            };
+            // Named again since, it stays (with its later number).
+            if names == Some(&number) {
+                match scope {
+                    Named::Pair(pair) => self.pairs.remove(&pair),
+                    Named::Partner(partner) => self.partners.remove(&partner),
+                    Named::Tenant(tenant) => self.tenants.remove(&tenant),
+                };
+            }
+            self.forgotten = number;
+        }
     }
 }
 
@@ -260,21 +295,27 @@ impl Freshness {
     /// Records `scope` as changed by announcement `number`, before `number` is published.
     fn name(&self, scope: Scope, number: u64) {
         let mut names = self.names.write().expect("no writer panics");
+        let names = &mut *names;
         let tenants_outdated = match scope {
             Scope::Pairs(pairs) => {
-                names.pairs.extend(pairs.into_iter().map(|p| (p, number)));
+                for pair in pairs {
+                    names.pairs.insert(pair, number);
+                    names.named.push_back((number, Named::Pair(pair)));
+                }
                 false
             }
             Scope::Partners(partners) => {
-                names
-                    .partners
-                    .extend(partners.into_iter().map(|p| (p, number)));
+                for partner in partners {
+                    names.partners.insert(partner, number);
+                    names.named.push_back((number, Named::Partner(partner)));
+                }
                 false
             }
             Scope::Tenants(tenants) => {
-                names
-                    .tenants
-                    .extend(tenants.into_iter().map(|t| (t, number)));
+                for tenant in tenants {
+                    names.tenants.insert(tenant, number);
+                    names.named.push_back((number, Named::Tenant(tenant)));
+                }
                 names.any_tenant = number;
                 true
             }
@@ -283,17 +324,12 @@ impl Freshness {
                 true
             }
         };
-        let forget = names.remembered() > MAX_REMEMBERED_SCOPES;
+        let forget = names.named.len() > MAX_REMEMBERED_SCOPES;
         if forget {
-            // Everything older than this announcement is out of date anyway.
-            names.pairs = HashMap::new();
-            names.partners = HashMap::new();
-            names.tenants = HashMap::new();
+            names.forget_the_oldest();
             #[cfg(test)]
             self.pause(Step::Forgetting);
-            names.everything = number;
         }
-        drop(names);
         if tenants_outdated || forget {
             self.tenants_outdated.send_modify(|count| *count += 1);
         }
@@ -443,12 +479,27 @@ mod tests {
     }
 
     #[test]
-    fn too_many_remembered_scopes_are_forgotten_as_a_change_of_everything() {
+    fn too_many_remembered_scopes_forget_the_oldest_never_everything() {
         let freshness = live();
         let before = freshness.ticket().stamp();
-        freshness.apply(overflowing());
+        freshness.apply(Change::Changed(Scope::Pairs(vec![(P, T)])));
+        let mut between = None;
+        for chunk in 0..11_u128 {
+            let pairs = (0..10_000).map(|n| (Uuid::from_u128(1_000 + chunk * 10_000 + n), T));
+            freshness.apply(Change::Changed(Scope::Pairs(pairs.collect())));
+            if chunk == 2 {
+                between = Some(freshness.ticket().stamp());
+            }
+        }
+        assert!(
+            !freshness.is_current(page(P, T), before),
+            "forgotten: outdated"
+        );
         assert!(!freshness.is_current(page(Q, U), before));
-        assert!(freshness.is_current(page(Q, U), freshness.ticket().stamp()));
+        assert!(
+            freshness.is_current(page(Q, U), between.unwrap()),
+            "read after what was forgotten, never named since: still current"
+        );
     }
 
     /// The feed forgets every scope while a reader checks a page its last change named: the

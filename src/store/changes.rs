@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{Connection, PgConnection};
 
-use super::announcements::{Announcement, CHANNEL, Heartbeats, Scope};
+use super::announcements::{Announcement, CHANNEL, Heartbeats, SchemaTags, Scope};
 use super::replicas::insert_position;
 use crate::background::Background;
 use crate::telemetry;
@@ -102,7 +102,7 @@ pub fn follow(
                     tokio::time::sleep(RETRY).await;
                     continue;
                 }
-                Ok(Err(error)) => error.to_string(),
+                Ok(Err(error)) => error,
                 // Nothing came back: try again at once, the wait was the timeout.
                 Err(_) => format!("no answer within {:?}", settings.connect_within),
             };
@@ -124,42 +124,53 @@ pub fn follow(
 struct Feed {
     listener: PgListener,
     position: Option<u64>,
-    /// The schema's epoch of `all` announcements: one at or below it was heard already.
-    epoch: u64,
+    tags: SchemaTags,
 }
 
-async fn listen(settings: &FeedSettings) -> Result<Feed, sqlx::Error> {
+/// Postgres's `insufficient_privilege`.
+const INSUFFICIENT_PRIVILEGE: &str = "42501";
+
+async fn listen(settings: &FeedSettings) -> Result<Feed, String> {
     // A pool per connection: a connection lost without a word may linger in its pool's
     // release, and must not hold the place of the next one.
     let pool = PgPoolOptions::new()
         .max_connections(1)
         .connect_lazy_with(settings.listen.clone().application_name(APPLICATION_NAME));
-    let mut listener = PgListener::connect_with(&pool).await?;
+    let said = |error: sqlx::Error| error.to_string();
+    let mut listener = PgListener::connect_with(&pool).await.map_err(said)?;
     // A lost connection is reported rather than silently re-made, so the gap is known.
     listener.eager_reconnect(false);
-    listener.listen(CHANNEL).await?;
+    listener.listen(CHANNEL).await.map_err(said)?;
     let position = match settings.follow_positions {
-        true => Some(insert_position(&mut listener).await?),
+        true => Some(insert_position(&mut listener).await.map_err(said)?),
         false => None,
     };
-    let epoch = everything_epoch(&mut listener).await?;
+    let key: Vec<u8> = sqlx::raw_sql("select key from listing_announcement_key")
+        .fetch_one(&mut listener)
+        .await
+        .and_then(|row| sqlx::Row::try_get(&row, 0))
+        .map_err(
+            |error| match error.as_database_error().and_then(|e| e.code()) {
+                Some(code) if code == INSUFFICIENT_PRIVILEGE => format!(
+                    "{error}: as the tables' owner, grant select on listing_announcement_key to \
+                 the service's role (docs/operations.md, Database roles)"
+                ),
+                _ => error.to_string(),
+            },
+        )?;
     Ok(Feed {
         listener,
         position,
-        epoch,
+        tags: SchemaTags::new(&key),
     })
 }
 
-/// The last epoch the schema's own functions announced `all` with (migration 1200).
-async fn everything_epoch(listener: &mut PgListener) -> Result<u64, sqlx::Error> {
-    let epoch: i64 = sqlx::query_scalar("select listing_everything_epoch()")
-        .fetch_one(&mut *listener)
-        .await?;
-    Ok(epoch as u64)
-}
+/// Notifications handled before the feed looks at its watchdog again and lets other work run:
+/// a backlog (a burst of writes, or a flood a stranger sent) is worked through in such turns.
+const TURN: usize = 1_000;
 
-/// Reports what is heard until the connection is lost or no heartbeat comes back for
-/// `give_up_after`; returns why it stopped.
+/// Reports what is heard until the connection is lost, a question asked on it goes
+/// unanswered, or no heartbeat comes back for `give_up_after`; returns why it stopped.
 async fn hear(
     mut feed: Feed,
     settings: &FeedSettings,
@@ -168,48 +179,49 @@ async fn hear(
 ) -> &'static str {
     let mut last_heard = Instant::now();
     let mut watchdog = tokio::time::interval(settings.heartbeat);
+    // Every question asked while hearing is bounded by the heartbeat's interval, so a silent
+    // connection is given up within the staleness bound, however long the backlog.
+    let within = settings.heartbeat;
     loop {
         tokio::select! {
             received = feed.listener.try_recv() => {
                 let Ok(Some(first)) = received else { return "connection lost" };
-                // Whatever else has arrived is reported with it, and one position covers all.
+                // Whatever else has arrived is handled with it, up to a turn's worth, and one
+                // position covers all.
                 let mut changed = false;
                 let mut next = Some(first);
+                let mut handled = 0;
                 while let Some(notification) = next {
-                    match Announcement::read(notification.payload(), heartbeats) {
+                    match Announcement::read(notification.payload(), heartbeats, &mut feed.tags) {
                         Announcement::OwnHeartbeat(sent) => {
                             last_heard = Instant::now();
                             report(Change::Heard { sent });
                         }
-                        Announcement::OthersHeartbeat => {}
                         Announcement::Changed(scope) => {
                             changed = true;
                             report(Change::Changed(scope));
                         }
-                        Announcement::Everything { epoch } if epoch > feed.epoch => {
-                            let Ok(reached) = everything_epoch(&mut feed.listener).await else {
-                                return "connection lost";
-                            };
-                            if epoch <= reached {
-                                feed.epoch = epoch;
-                                changed = true;
-                                report(Change::Changed(Scope::Everything));
-                            } else {
-                                ignore("an 'all' whose epoch the schema never reached");
-                            }
-                        }
-                        // A copy of one heard already.
-                        Announcement::Everything { .. } => {}
+                        Announcement::OthersHeartbeat | Announcement::Legacy => {}
+                        Announcement::Untagged => ignore("an announcement without the schema's tag"),
+                        Announcement::Repeated => ignore("an announcement heard before, sent again"),
                         Announcement::Unreadable => ignore("not an announcement of the schema"),
+                    }
+                    handled += 1;
+                    if handled == TURN {
+                        break;
                     }
                     next = feed.listener.next_buffered();
                 }
                 if changed && settings.follow_positions {
-                    match insert_position(&mut feed.listener).await {
-                        Ok(position) => report(Change::Position(position)),
-                        Err(_) => return "connection lost",
+                    match tokio::time::timeout(within, insert_position(&mut feed.listener)).await {
+                        Ok(Ok(position)) => report(Change::Position(position)),
+                        _ => return "the primary's position was not told in time",
                     }
                 }
+                if last_heard.elapsed() > settings.give_up_after {
+                    return "no heartbeat came back";
+                }
+                tokio::task::yield_now().await;
             }
             _ = watchdog.tick() => {
                 if last_heard.elapsed() > settings.give_up_after {
@@ -220,10 +232,10 @@ async fn hear(
     }
 }
 
-/// A notification nobody we trust sent: counted, and logged within the strangers' budget.
+/// A notification nobody we trust sent: counted, and logged within a budget of its own.
 fn ignore(why: &'static str) {
     metrics::counter!("agent_api_listing_announcements_ignored_total").increment(1);
-    if telemetry::strangers().allow() {
+    if telemetry::forged_announcements().allow() {
         tracing::warn!(why, "ignored a notification on the change feed's channel");
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use agent_api::store::announcements::{Announcement, CHANNEL, Heartbeats, Scope};
+use agent_api::store::announcements::{Announcement, CHANNEL, Heartbeats, SchemaTags, Scope};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use uuid::Uuid;
@@ -18,8 +18,15 @@ async fn listen(pool: &PgPool) -> PgListener {
     listener
 }
 
-/// The scopes announced by `statement`, each as a sorted set of `kind id[/id]` words.
+/// The scopes announced by `statement`, each as a sorted set of `kind id[/id]` words: read as
+/// an instance reads them, each verified against the schema's tag (the previous release's
+/// untagged `all` passed over).
 async fn announced(pool: &PgPool, listener: &mut PgListener, statement: &str) -> Vec<String> {
+    let key: Vec<u8> = sqlx::query_scalar("select key from listing_announcement_key")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let mut tags = SchemaTags::new(&key);
     sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_string()))
         .execute(pool)
         .await
@@ -34,13 +41,11 @@ async fn announced(pool: &PgPool, listener: &mut PgListener, statement: &str) ->
             notification.payload().len() < 8000,
             "within Postgres's limit"
         );
-        heard.push(
-            match Announcement::read(notification.payload(), &Heartbeats::new()) {
-                Announcement::Changed(scope) => describe(&scope),
-                Announcement::Everything { .. } => "everything".to_string(),
-                other => panic!("{statement} announced {other:?}"),
-            },
-        );
+        match Announcement::read(notification.payload(), &Heartbeats::new(), &mut tags) {
+            Announcement::Changed(scope) => heard.push(describe(&scope)),
+            Announcement::Legacy => {}
+            other => panic!("{statement} announced {other:?}"),
+        }
     }
     heard
 }

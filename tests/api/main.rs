@@ -27,3 +27,4 @@ mod rate_limits;
 mod reference;
 mod schema;
 mod tenants;
+mod untrusted_neighbours;

@@ -1,13 +1,10 @@
 //! Operational endpoints outside `/agent-api` (SPEC §5).
 
-use std::time::Duration;
-
 use actix_web::http::header::{self, ContentType};
 use actix_web::{HttpResponse, web};
 
 use crate::http::state::AppState;
 use crate::rate_limit::{RateLimits, Where};
-use crate::store;
 use crate::store::schema::Schema;
 
 /// The process is up.
@@ -97,14 +94,10 @@ fn readiness(state: &AppState, in_detail: bool) -> HttpResponse {
     }
 }
 
-/// Prometheus text exposition.
+/// Prometheus text exposition, from memory: a scrape costs the database nothing (what needs
+/// the database is refreshed in the background).
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let pool = state.database.primary();
-    // Bounded: a scrape answers whatever the database does.
-    let rows = store::caller_lines::most_count_rows_of_a_pair(&state.database);
-    if let Ok(Ok(rows)) = tokio::time::timeout(Duration::from_secs(1), rows).await {
-        metrics::gauge!("agent_api_line_count_rows_max").set(rows as f64);
-    }
     metrics::gauge!("agent_api_db_pool_connections").set(f64::from(pool.size()));
     metrics::gauge!("agent_api_db_pool_idle_connections").set(pool.num_idle() as f64);
     let trusted = state.freshness.is_trusted();
