@@ -3,19 +3,19 @@
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use clap::{Parser, Subcommand};
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 use crate::clock::system_clock;
-use crate::config::{ConfigError, PoolMode, Settings};
+use crate::config::{PoolMode, Settings};
 use crate::exit::ActionNeeded;
 use crate::startup::{Application, Stopper};
+use crate::store::postgres::wait::{answering, connect, connect_options};
 use crate::tokens::KeyRing;
 use crate::{store, telemetry, tls};
 
@@ -103,12 +103,12 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Migrate => {
             telemetry::init_stderr(&settings.log);
             let options = connect_options(&settings)?;
-            let session = store::migrate::session_options(&options, &settings.migrate);
+            let session = store::postgres::migrate::session_options(&options, &settings.migrate);
             answering(&settings, &options, async || {
                 PgConnection::connect_with(&session).await?.close().await
             })
             .await?;
-            store::migrate::run(&options, &settings.migrate).await?;
+            store::postgres::migrate::run(&options, &settings.migrate).await?;
             tracing::info!("the database is at this build's schema");
             Ok(())
         }
@@ -162,7 +162,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         return Err(ActionNeeded(format!("{reason}: {}", store::TRANSACTION_POOLER_ADVICE)).into());
     }
     // Another project's database: said before anything is served from it or written to it.
-    if let Ok(schema) = store::schema::compare(&pool).await
+    if let Ok(schema) = store::postgres::schema::compare(&pool).await
         && let Some(refusal) = schema.refusal()
     {
         return Err(ActionNeeded(refusal).into());
@@ -225,99 +225,6 @@ async fn next_whole_second() -> DateTime<Utc> {
     let next = now.duration_trunc(TimeDelta::seconds(1)).unwrap_or(now) + TimeDelta::seconds(1);
     tokio::time::sleep((next - now).to_std().unwrap_or_default()).await;
     next
-}
-
-/// `DATABASE_URL`, parsed.
-fn connect_options(settings: &Settings) -> Result<PgConnectOptions, ConfigError> {
-    settings.database_url()?.parse().map_err(|error| {
-        ConfigError::about(
-            "database.url",
-            &format!("is not a usable Postgres URL: {error}"),
-        )
-    })
-}
-
-/// A pool once the database answers.
-async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
-    let options = connect_options(settings)?;
-    let pool = store::pool(settings.database_url()?, &settings.database)?;
-    answering(settings, &options, async || store::ping(&pool).await).await?;
-    Ok(pool)
-}
-
-/// Waits with backoff, up to `database.startup_wait_seconds`, for `attempt` to reach the
-/// database, so a database still starting is not a crash loop; but not on an answer that
-/// waiting cannot change (no such database, a refused password or certificate).
-async fn answering(
-    settings: &Settings,
-    options: &PgConnectOptions,
-    mut attempt: impl AsyncFnMut() -> Result<(), sqlx::Error>,
-) -> anyhow::Result<()> {
-    let database = format!(
-        "database {:?} at {}:{}",
-        options.get_database().unwrap_or("postgres"),
-        options.get_host(),
-        options.get_port()
-    );
-    let wait = Duration::from_secs(settings.database.startup_wait_seconds);
-    let deadline = Instant::now() + wait;
-    let mut backoff = Duration::from_millis(250);
-    loop {
-        let error = match attempt().await {
-            Ok(()) => return Ok(()),
-            Err(error) => error,
-        };
-        let said = said(&error);
-        if !worth_waiting(&error) {
-            return Err(ActionNeeded(format!("the {database} refused: {said}")).into());
-        }
-        if Instant::now() + backoff >= deadline {
-            return Err(ActionNeeded(format!(
-                "the {database} did not answer within {} s (APP__DATABASE__STARTUP_WAIT_SECONDS): {said}",
-                wait.as_secs()
-            ))
-            .into());
-        }
-        if backoff == Duration::from_millis(250) {
-            tracing::warn!(error = %said, "the {database} does not answer yet; waiting for it");
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
-}
-
-/// Whether an error reaching the database may go away by itself: the server down or starting
-/// (refused, reset, timed out, "the database system is starting up"), as opposed to an answer
-/// (a certificate refused by TLS comes as data that is invalid).
-fn worth_waiting(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Io(error) => error.kind() != std::io::ErrorKind::InvalidData,
-        sqlx::Error::PoolTimedOut => true,
-        // 57P03: cannot connect now (starting up, shutting down, in recovery).
-        sqlx::Error::Database(database) => database.code().as_deref() == Some("57P03"),
-        _ => false,
-    }
-}
-
-/// What the database (or the way to it) said, in one line without Postgres's source locations,
-/// and what to do where the answer alone does not say.
-fn said(error: &sqlx::Error) -> String {
-    match error {
-        // PgBouncer in transaction mode forwards no session settings.
-        sqlx::Error::Database(database)
-            if database
-                .message()
-                .starts_with("unsupported startup parameter") =>
-        {
-            format!(
-                "{}: {}",
-                database.message(),
-                store::TRANSACTION_POOLER_ADVICE
-            )
-        }
-        sqlx::Error::Database(database) => database.message().to_string(),
-        other => other.to_string().replace('\n', " "),
-    }
 }
 
 async fn inspect(settings: &Settings, token: &str) -> anyhow::Result<()> {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use sqlx::PgPool;
 
 use crate::store;
-use crate::store::schema::Schema;
+use crate::store::postgres::schema::Schema;
 
 /// How often the primary is asked, and how long an answer vouches for it.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
@@ -85,7 +85,8 @@ impl Health {
     }
 
     async fn compare_schema(&self, pool: &PgPool) {
-        let compared = tokio::time::timeout(PROBE_EVERY, store::schema::compare(pool)).await;
+        let compared =
+            tokio::time::timeout(PROBE_EVERY, store::postgres::schema::compare(pool)).await;
         if let Ok(Ok(schema)) = compared {
             let mut held = self.schema.write().expect("no writer panics");
             if *held != schema {

@@ -26,7 +26,7 @@ use crate::http::response::asset::Reference;
 use crate::http::state::AppState;
 use crate::rate_limit::RateLimits;
 use crate::store::Database;
-use crate::store::changes::FeedSettings;
+use crate::store::feed::changes::FeedSettings;
 use crate::store::replicas::Replicas;
 use crate::tokens::KeyRing;
 use crate::{http, store, telemetry, tls};
@@ -292,7 +292,7 @@ fn follow_changes(
         follow_positions,
     };
     let freshness = freshness.clone();
-    store::changes::follow(background, feed, move |change| freshness.apply(change));
+    store::feed::changes::follow(background, feed, move |change| freshness.apply(change));
     Ok(())
 }
 

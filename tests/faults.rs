@@ -178,7 +178,7 @@ async fn a_change_feed_gone_silent_is_caught_by_its_heartbeat() {
     // firewall that dropped the flow; what changes meanwhile is not announced.
     let listener: i32 =
         sqlx::query_scalar("select pid from pg_stat_activity where application_name = $1")
-            .bind(store::changes::APPLICATION_NAME)
+            .bind(store::feed::changes::APPLICATION_NAME)
             .fetch_one(&pool)
             .await
             .unwrap();

@@ -199,7 +199,7 @@ async fn commits_made_while_the_feed_was_deaf_are_covered_once_it_listens_again(
     let terminated: Vec<bool> = sqlx::query_scalar(
         "select pg_terminate_backend(pid) from pg_stat_activity where application_name = $1",
     )
-    .bind(store::changes::APPLICATION_NAME)
+    .bind(store::feed::changes::APPLICATION_NAME)
     .fetch_all(&replicated.pool)
     .await
     .unwrap();

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::store::announcements::Scope;
-use crate::store::changes::Change;
 use crate::store::database::Watermark;
+use crate::store::feed::announcements::Scope;
+use crate::store::feed::changes::Change;
 
 /// Scopes remembered at most; past it the oldest are forgotten (a tenth at a time), and values
 /// read before the last one forgotten are taken as outdated.

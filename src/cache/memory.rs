@@ -256,8 +256,8 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::store::announcements::Scope;
-    use crate::store::changes::Change;
+    use crate::store::feed::announcements::Scope;
+    use crate::store::feed::changes::Change;
 
     const P: Uuid = Uuid::from_u128(1);
 

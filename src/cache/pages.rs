@@ -167,8 +167,8 @@ mod tests {
     use super::*;
     use crate::cache::freshness::Freshness;
     use crate::cache::memory::{Keep, Memory, Outcome};
-    use crate::store::announcements::Scope;
-    use crate::store::changes::Change;
+    use crate::store::feed::announcements::Scope;
+    use crate::store::feed::changes::Change;
 
     const P: Uuid = Uuid::from_u128(1);
     const Q: Uuid = Uuid::from_u128(2);

@@ -20,7 +20,7 @@ use tracing::{Instrument, Level};
 use super::error::{ApiError, Refusal};
 use super::state::AppState;
 use crate::domain::partners::PartnerToken;
-use crate::store::schema::Schema;
+use crate::store::postgres::schema::Schema;
 use crate::telemetry;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

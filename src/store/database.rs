@@ -9,12 +9,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::pool::PoolConnection;
-use sqlx::{Connection, PgPool, Postgres};
+use sqlx::PgPool;
 
-use super::pool::{acquire, timed};
+use super::postgres::pool::acquire;
+use super::postgres::session::{Session, bounded, silent};
 use super::replicas::Replicas;
-use super::session::Session;
 use crate::config::{DatabaseSettings, PoolMode};
 
 /// How much longer than its `statement_timeout` a statement on the primary may take before it
@@ -109,41 +108,6 @@ impl Database {
         self.on_primary(statement, async |connection| query(connection).await)
             .await
     }
-}
-
-/// Runs `query` on `connection` within `deadline`; `None` when it took longer, the connection
-/// then dropped rather than returned to its pool (it is mid-statement with a silent peer).
-pub(super) async fn bounded<T>(
-    mut connection: PoolConnection<Postgres>,
-    named: bool,
-    deadline: Duration,
-    statement: &'static str,
-    query: impl AsyncFnOnce(Session<'_>) -> Result<T, sqlx::Error>,
-) -> Option<Result<T, sqlx::Error>> {
-    let run = async {
-        if named {
-            return query(Session::new(&mut connection, true)).await;
-        }
-        // Behind a transaction pooler the statement's messages (parse, then bind and execute,
-        // each ending in a sync) must reach one server session: a transaction keeps it.
-        let mut transaction = connection.begin().await?;
-        let outcome = query(Session::new(&mut transaction, false)).await?;
-        transaction.commit().await?;
-        Ok(outcome)
-    };
-    let outcome = tokio::time::timeout(deadline, timed(statement, run)).await;
-    if outcome.is_err() {
-        drop(connection.detach());
-    }
-    outcome.ok()
-}
-
-/// What a statement given up on here answers: a connection trouble, so partners get 503.
-pub(super) fn silent(deadline: Duration) -> sqlx::Error {
-    sqlx::Error::Io(std::io::Error::new(
-        std::io::ErrorKind::TimedOut,
-        format!("no answer within {deadline:?}"),
-    ))
 }
 
 fn count(target: &'static str, reason: &'static str) {

@@ -1,41 +1,21 @@
-//! Everything that speaks SQL: the pool, the migrations, one module per table family, and the
-//! change feed the in-memory state follows.
+//! Everything that speaks SQL, in three rooms: Postgres itself (`postgres`: connecting and
+//! waiting for it, one statement's session, where a server stands, the schema and its
+//! migrations), the change feed (`feed`: listening, and what is said on the channel), and the
+//! database as requests meet it (`database`, with the standbys of `replicas`) beside one module
+//! per table family (`caller_lines`, `partners`, `tenants`) and the demo data.
 
-pub mod announcements;
 pub mod caller_lines;
-pub mod changes;
 pub mod database;
 pub mod demo;
-pub mod migrate;
+pub mod feed;
 pub mod partners;
-mod pool;
+pub mod postgres;
 pub mod replicas;
-pub mod schema;
-pub mod session;
 pub mod tenants;
 
 pub use database::Database;
-pub use pool::{TRANSACTION_POOLER_ADVICE, ping, pool, session_mode_not_in_force};
-
-use crate::config::ConfigError;
-
-/// Refuses a standby as the primary: the change feed cannot `LISTEN` on one, and the heartbeat
-/// cannot be sent through one (Postgres: `cannot execute LISTEN during recovery`).
-pub async fn refuse_standby(pool: &sqlx::PgPool) -> anyhow::Result<()> {
-    use sqlx::Row;
-    let in_recovery: bool = sqlx::raw_sql("select pg_is_in_recovery()")
-        .fetch_one(pool)
-        .await?
-        .try_get(0)?;
-    if in_recovery {
-        return Err(ConfigError(
-            "DATABASE_URL names a standby: it must name the primary (standbys go in DATABASE_REPLICA_URLS)"
-                .into(),
-        )
-        .into());
-    }
-    Ok(())
-}
+pub use postgres::pool::{TRANSACTION_POOLER_ADVICE, ping, pool, session_mode_not_in_force};
+pub use postgres::wal::refuse_standby;
 
 /// The migrations this build was made with (`migrations/`).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use secrecy::ExposeSecret;
 use sqlx::{PgConnection, PgPool};
 
-use super::database::bounded;
-use super::pool::{pool_options, session_options};
-use super::session::Session;
+use super::postgres::pool::{pool_options, session_options};
+use super::postgres::session::{Session, bounded};
+use super::postgres::wal::{insert_position, replayed, system_identifier};
 use crate::background::Background;
 use crate::config::{ConfigError, DatabaseSettings, PoolMode};
 
@@ -298,38 +298,4 @@ impl Replicas {
         let position = tokio::time::timeout(self.deadline, insert_position(primary)).await;
         matches!(position, Ok(Ok(at)) if at < target)
     }
-}
-
-/// The server's system identifier: a standby's is its primary's. The simple protocol: the
-/// primary may be reached through a transaction pooler.
-async fn system_identifier<'c>(executor: impl sqlx::PgExecutor<'c>) -> Result<u64, sqlx::Error> {
-    use sqlx::Row;
-    let system: i64 = sqlx::raw_sql("select system_identifier from pg_control_system()")
-        .fetch_one(executor)
-        .await?
-        .try_get(0)?;
-    Ok(system as u64)
-}
-
-/// The primary's WAL insert position, in bytes: what a standby must replay to show every
-/// commit made so far. The simple protocol, as for `system_identifier`.
-pub(super) async fn insert_position<'c>(
-    executor: impl sqlx::PgExecutor<'c>,
-) -> Result<u64, sqlx::Error> {
-    use sqlx::Row;
-    let position: i64 = sqlx::raw_sql("select (pg_current_wal_insert_lsn() - '0/0')::bigint")
-        .fetch_one(executor)
-        .await?
-        .try_get(0)?;
-    Ok(position as u64)
-}
-
-/// How far a standby has replayed, in WAL bytes; `None` for a server not in recovery (a
-/// primary, a promoted standby), which is no standby at all.
-async fn replayed(connection: &mut PgConnection) -> Result<Option<u64>, sqlx::Error> {
-    let position: Option<i64> =
-        sqlx::query_scalar("select (pg_last_wal_replay_lsn() - '0/0')::bigint")
-            .fetch_one(connection)
-            .await?;
-    Ok(position.map(|position| position as u64))
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use agent_api::store::announcements::{Announcement, CHANNEL, Heartbeats, SchemaTags, Scope};
+use agent_api::store::feed::announcements::{Announcement, CHANNEL, Heartbeats, SchemaTags, Scope};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use uuid::Uuid;

@@ -151,7 +151,7 @@ async fn a_lost_change_feed_serves_nothing_stale_and_comes_back(pool: PgPool) {
         "select pg_terminate_backend(pid) from pg_stat_activity \
          where datname = current_database() and application_name = $1",
     )
-    .bind(agent_api::store::changes::APPLICATION_NAME)
+    .bind(agent_api::store::feed::changes::APPLICATION_NAME)
     .fetch_all(&setup.pool)
     .await
     .unwrap();
@@ -280,7 +280,7 @@ async fn a_heartbeat_forged_by_a_role_that_only_reads_extends_no_trust(pool: PgP
         .await
         .unwrap();
     listener
-        .listen(agent_api::store::announcements::CHANNEL)
+        .listen(agent_api::store::feed::announcements::CHANNEL)
         .await
         .unwrap();
     let heard = loop {

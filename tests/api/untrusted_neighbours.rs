@@ -137,7 +137,10 @@ async fn a_silent_cut_during_a_backlog_heals_within_two_seconds(pool: PgPool) {
         settings.database.feed_url = Some(feed_url.into());
     })
     .await;
-    place.flood("all 9000000$n", 20_000).await;
+    // A backlog of 100,000: 82f9d1b worked through 20,000 before the cut came.
+    place.flood("all 9000000$n", 100_000).await;
+    // Cut while the feed works through them.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     proxy.swallow();
     tokio::time::sleep(Duration::from_secs(8)).await;
     proxy.pass();

@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, web};
 
 use crate::http::state::AppState;
 use crate::rate_limit::{RateLimits, Where};
-use crate::store::schema::Schema;
+use crate::store::postgres::schema::Schema;
 
 /// The process is up.
 pub async fn healthz() -> HttpResponse {

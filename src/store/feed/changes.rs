@@ -14,8 +14,8 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{Connection, PgConnection};
 
 use super::announcements::{Announcement, CHANNEL, Heartbeats, SchemaTags, Scope};
-use super::replicas::insert_position;
 use crate::background::Background;
+use crate::store::postgres::wal::insert_position;
 use crate::telemetry;
 
 /// How the listening session names itself in `pg_stat_activity`.

@@ -13,9 +13,9 @@ use sqlx::migrate::{Migrate, MigrateError, Migration};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
 
-use super::MIGRATOR;
 use crate::config::MigrateSettings;
 use crate::exit::ActionNeeded;
+use crate::store::MIGRATOR;
 
 /// How the migrating session names itself in `pg_stat_activity`.
 pub const APPLICATION_NAME: &str = "agent-api migrate";

@@ -26,7 +26,7 @@ pub fn pool(url: &str, settings: &DatabaseSettings) -> Result<PgPool, sqlx::Erro
 
 /// What every session of the service sets, on the primary or a standby (always a session of
 /// its own).
-pub(super) fn session_options(
+pub(in crate::store) fn session_options(
     url: &str,
     settings: &DatabaseSettings,
     mode: PoolMode,
@@ -51,7 +51,10 @@ pub(super) fn session_options(
 }
 
 /// How the service's pools keep their connections.
-pub(super) fn pool_options(max_connections: u32, settings: &DatabaseSettings) -> PgPoolOptions {
+pub(in crate::store) fn pool_options(
+    max_connections: u32,
+    settings: &DatabaseSettings,
+) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(settings.min_connections)
@@ -73,7 +76,9 @@ pub(super) fn pool_options(max_connections: u32, settings: &DatabaseSettings) ->
 
 /// A pooled connection, recording how long it was waited for
 /// (`agent_api_db_pool_acquire_seconds`, and `agent_api_db_pool_waiting` meanwhile).
-pub(super) async fn acquire(pool: &PgPool) -> Result<PoolConnection<Postgres>, sqlx::Error> {
+pub(in crate::store) async fn acquire(
+    pool: &PgPool,
+) -> Result<PoolConnection<Postgres>, sqlx::Error> {
     let started = Instant::now();
     let connection = {
         let _waiting = Waiting::begin();
@@ -85,7 +90,7 @@ pub(super) async fn acquire(pool: &PgPool) -> Result<PoolConnection<Postgres>, s
 }
 
 /// Runs one statement, recording how long it took (`agent_api_db_query_duration_seconds`).
-pub(super) async fn timed<T>(
+pub(in crate::store) async fn timed<T>(
     statement: &'static str,
     query: impl Future<Output = Result<T, sqlx::Error>>,
 ) -> Result<T, sqlx::Error> {

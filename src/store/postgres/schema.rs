@@ -5,7 +5,7 @@
 
 use sqlx::{PgPool, Row};
 
-use super::MIGRATOR;
+use crate::store::MIGRATOR;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Schema {

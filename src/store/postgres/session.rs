@@ -5,14 +5,19 @@
 //! one transaction to the next, and serves other clients in between: a named statement would
 //! outlive its transaction there, and collide with another client's of the same name
 //! (`prepared statement "sqlx_s_1" already exists`). There every statement is unnamed, and
-//! runs in a transaction of its own (`database::bounded`), so its parse and its execution reach
+//! runs in a transaction of its own (`bounded`), so its parse and its execution reach
 //! the same server session. Statements made outside a `Session` (health probes, the schema
 //! check, the heartbeat) use the simple protocol, one message each.
 
+use std::time::Duration;
+
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgQueryResult, PgRow, PgStatement, PgTypeInfo};
-use sqlx::{Describe, Either, Execute, Executor, PgConnection, Postgres, SqlStr};
+use sqlx::{Connection, Describe, Either, Execute, Executor, PgConnection, Postgres, SqlStr};
+
+use super::pool::timed;
 
 /// A connection, with whether its statements may be named and kept.
 #[derive(Debug)]
@@ -102,4 +107,39 @@ impl<'c> Executor<'c> for Session<'c> {
     {
         self.connection.describe(sql)
     }
+}
+
+/// Runs `query` on `connection` within `deadline`; `None` when it took longer, the connection
+/// then dropped rather than returned to its pool (it is mid-statement with a silent peer).
+pub(in crate::store) async fn bounded<T>(
+    mut connection: PoolConnection<Postgres>,
+    named: bool,
+    deadline: Duration,
+    statement: &'static str,
+    query: impl AsyncFnOnce(Session<'_>) -> Result<T, sqlx::Error>,
+) -> Option<Result<T, sqlx::Error>> {
+    let run = async {
+        if named {
+            return query(Session::new(&mut connection, true)).await;
+        }
+        // Behind a transaction pooler the statement's messages (parse, then bind and execute,
+        // each ending in a sync) must reach one server session: a transaction keeps it.
+        let mut transaction = connection.begin().await?;
+        let outcome = query(Session::new(&mut transaction, false)).await?;
+        transaction.commit().await?;
+        Ok(outcome)
+    };
+    let outcome = tokio::time::timeout(deadline, timed(statement, run)).await;
+    if outcome.is_err() {
+        drop(connection.detach());
+    }
+    outcome.ok()
+}
+
+/// What a statement given up on here answers: a connection trouble, so partners get 503.
+pub(in crate::store) fn silent(deadline: Duration) -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("no answer within {deadline:?}"),
+    ))
 }
