@@ -10,14 +10,12 @@ use actix_web::dev::{Server, ServerHandle, ServiceFactory, ServiceRequest, Servi
 use actix_web::{App, HttpServer, middleware, web};
 use anyhow::Context;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use secrecy::ExposeSecret;
 use sqlx::PgPool;
-use sqlx::postgres::PgConnectOptions;
 
 use crate::background::Background;
 use crate::cache::memory::Slot;
 use crate::cache::standings::{self, Known};
-use crate::cache::{Freshness, Keep, Memory, PageKey, Pages, default_tenant};
+use crate::cache::{Freshness, Memory, PageKey, Pages, Warmth, default_tenant};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::exit::ActionNeeded;
@@ -61,7 +59,9 @@ impl Application {
         if let Some(replicas) = &replicas {
             replicas.watch(&pool, &background).await;
         }
-        follow_changes(&background, &pool, settings, &freshness, replicas.is_some())?;
+        let feed = FeedSettings::new(settings, &pool, replicas.is_some())?;
+        let following = freshness.clone();
+        store::feed::changes::follow(&background, feed, move |change| following.apply(change));
         let cache = &settings.listing_cache;
         let health = Arc::new(Health::default());
         health.check(&pool).await;
@@ -108,7 +108,12 @@ impl Application {
             .freshness
             .trusted_within(settings.listing_cache.max_staleness())
             .await;
-        let warmth = Warmth(state.clone().into_inner());
+        let warmth = Warmth {
+            database: state.database.clone(),
+            freshness: state.freshness.clone(),
+            standings: state.standings.clone(),
+            default_tenant: state.default_tenant.clone(),
+        };
         warmth.standings().await;
         warmth.default_tenant().await;
         background.spawn(warmth.keep());
@@ -263,96 +268,6 @@ fn ops_server(
         .listen(listener)
         .context("cannot listen for operations")?;
     Ok(server.run())
-}
-
-/// Follows the change feed into `freshness`: heartbeats four times within the staleness bound,
-/// a new connection when none has come back for twice the bound, and the primary's WAL
-/// positions when standbys need a watermark.
-fn follow_changes(
-    background: &Background,
-    pool: &PgPool,
-    settings: &Settings,
-    freshness: &Arc<Freshness>,
-    follow_positions: bool,
-) -> anyhow::Result<()> {
-    let bound = settings.listing_cache.max_staleness();
-    let listen = match &settings.database.feed_url {
-        Some(url) => url
-            .expose_secret()
-            .parse::<PgConnectOptions>()
-            .context("DATABASE_FEED_URL is not a usable Postgres URL")?,
-        None => (*pool.connect_options()).clone(),
-    };
-    let feed = FeedSettings {
-        listen,
-        notify: (*pool.connect_options()).clone(),
-        heartbeat: bound / 4,
-        give_up_after: (bound * 2).max(Duration::from_secs(1)),
-        connect_within: Duration::from_millis(settings.database.connect_timeout_ms),
-        follow_positions,
-    };
-    let freshness = freshness.clone();
-    store::feed::changes::follow(background, feed, move |change| freshness.apply(change));
-    Ok(())
-}
-
-/// Keeps memory warm: every partner's standing read in one statement whenever the feed listens
-/// anew, and the default tenant read whenever a tenant may have moved it, so that neither the
-/// legacy route (even a stranger's answer names the successor, SPEC §3) nor a herd of partners
-/// arriving after a reconnect needs the database one request at a time.
-struct Warmth(Arc<AppState>);
-
-impl Warmth {
-    /// Whether every partner's standing was read.
-    async fn standings(&self) -> bool {
-        let state = &self.0;
-        let ticket = state.freshness.ticket();
-        let limit = standings::MAX_PARTNERS as i64;
-        let Ok(all) = store::partners::all_standings(&state.database, limit).await else {
-            return false;
-        };
-        for (partner, standing) in all {
-            state.standings.keep(partner, standing, ticket);
-        }
-        true
-    }
-
-    /// Whether the default tenant was read.
-    async fn default_tenant(&self) -> bool {
-        let state = &self.0;
-        let read = async |_| {
-            let id = store::tenants::default_tenant_id(&state.database).await?;
-            Ok::<_, sqlx::Error>((id, Keep::Yes))
-        };
-        state
-            .default_tenant
-            .read_and_keep(&(), state.freshness.ticket(), read)
-            .await
-            .is_ok()
-    }
-
-    /// Reads again what the feed outdates; a failed read is tried again every second.
-    async fn keep(self) {
-        const RETRY: Duration = Duration::from_secs(1);
-        let mut relistened = self.0.freshness.relistened();
-        let mut tenants_outdated = self.0.freshness.tenants_outdated();
-        let (mut standings_known, mut default_known) = (true, true);
-        loop {
-            tokio::select! {
-                Ok(()) = relistened.changed() => standings_known = false,
-                Ok(()) = tenants_outdated.changed() => default_known = false,
-                () = tokio::time::sleep(RETRY), if !(standings_known && default_known) => {}
-            }
-            relistened.mark_unchanged();
-            tenants_outdated.mark_unchanged();
-            if !standings_known {
-                standings_known = self.standings().await;
-            }
-            if !default_known {
-                default_known = self.default_tenant().await;
-            }
-        }
-    }
 }
 
 /// The process-wide Prometheus recorder, installed on first use.

@@ -1,6 +1,7 @@
-//! Several instances (issue: beyond one machine): one rate limit shared in Redis, a balancer in
-//! front, hot standbys taking cache-miss reads. Every component is a real one the test starts
-//! on free ports itself: redis-server, haproxy, a `pg_basebackup` standby.
+//! Several instances: one rate limit shared in Redis (also while Redis stalls, drops bytes, or a
+//! stranger answers at its address), and HAProxy in front of two instances that both hear every
+//! committed change and lose no request when one is killed. Every component is a real one the
+//! test starts on free ports itself: redis-server, haproxy. (Standbys: tests/replicas.rs.)
 
 mod support;
 

@@ -1,5 +1,5 @@
-//! Which tenant is the default (the legacy route's, SPEC §3), kept in memory and read again
-//! whenever a tenant changes, so that no request needs the database to learn it.
+//! Which tenant is the default (the legacy route's, SPEC §3), kept in memory until any tenant
+//! is announced (or the feed listens anew); `warmth` reads it again then, ahead of requests.
 
 use uuid::Uuid;
 

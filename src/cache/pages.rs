@@ -134,7 +134,8 @@ where
 
     /// Keeps the page unless its partner already holds its share.
     fn put(&self, key: PageKey<K>, value: V, read_at: Stamp) {
-        // An out-of-date page under the same key is replaced, not evicted: give its share back.
+        // Whatever is kept under this key goes first, its share given back: quick_cache replaces
+        // an entry in place without reporting it (`on_evict`), so its share would stay held.
         if let Some((_, replaced)) = self.pages.remove(&key) {
             give_back(&self.shares, key.partner_id, replaced.weight);
         }

@@ -1,8 +1,8 @@
 //! Partners' standing (SPEC §4: a partner, not deleted, tokens not revoked) kept in memory, so a
 //! request whose page is kept costs the database nothing, whatever token it carries: a fresh
-//! token per call is answered from memory like any other. Every partner's standing is read at
-//! once whenever the feed listens anew (a restart, a reconnect), so a herd of partners arriving
-//! then costs one statement, not one each.
+//! token per call is answered from memory like any other. Each is kept until its partner is
+//! announced; `warmth` reads every partner's at once whenever the feed listens anew (a restart,
+//! a reconnect), so a herd of partners arriving then costs one statement, not one each.
 
 use uuid::Uuid;
 

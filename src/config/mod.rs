@@ -4,9 +4,13 @@
 //! `APP__SERVER__PORT`), except the conventional `DATABASE_URL`, `DATABASE_FEED_URL` and
 //! `DATABASE_REPLICA_URLS`; a secret may instead be read from a file, `<VARIABLE>_FILE`, as
 //! container platforms mount them. Each section's defaults and checks sit beside its fields
-//! (`sections`); every setting is listed with its default in `.env.example`. A setting that is
+//! (`sections`; the database's in `database`, the keys' in `auth`, the rate limits' in
+//! `rate_limit`); every setting is listed with its default in `.env.example`. A setting that is
 //! missing, unknown or unusable is named by its variable in a one-line error.
 
+mod auth;
+mod database;
+mod rate_limit;
 mod sections;
 
 use std::collections::HashMap;
@@ -15,6 +19,9 @@ use std::path::Path;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
+pub use auth::*;
+pub use database::*;
+pub use rate_limit::*;
 pub use sections::*;
 
 /// Where `load` looks for a file when none is named; a missing default file is not an error.

@@ -1,5 +1,6 @@
-//! Every section of the settings: its fields, their defaults (`Default`) and what serde cannot
-//! check (`validate`), side by side, so a setting is written once. Each field is the
+//! Every section of the settings (the database's and `migrate`'s in `database`, the keys' in
+//! `auth`): its fields, their defaults (`Default`) and what serde cannot check (`validate`),
+//! side by side, so a setting is written once. Each field is the
 //! environment variable `APP__<SECTION>__<FIELD>` (`super::env_name`), listed with its default
 //! in `.env.example` (a test holds the two in agreement).
 
@@ -8,15 +9,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, Utc};
 use chrono_tz::Tz;
-use ipnet::IpNet;
-use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, secret};
+use super::ConfigError;
 use crate::domain::query::PageLimits;
 
 /// Fails with `message` about `key` (a `section.field` path) unless `holds`.
-fn check(holds: bool, key: &str, message: &str) -> Result<(), ConfigError> {
+pub(super) fn check(holds: bool, key: &str, message: &str) -> Result<(), ConfigError> {
     match holds {
         true => Ok(()),
         false => Err(ConfigError::about(key, message)),
@@ -24,7 +23,7 @@ fn check(holds: bool, key: &str, message: &str) -> Result<(), ConfigError> {
 }
 
 /// One of a few words, case-insensitively; an error lists them (never a Rust type's name).
-fn one_of<T: Copy>(value: &str, choices: &[(&str, T)]) -> Result<T, String> {
+pub(super) fn one_of<T: Copy>(value: &str, choices: &[(&str, T)]) -> Result<T, String> {
     choices
         .iter()
         .find(|(name, _)| name.eq_ignore_ascii_case(value.trim()))
@@ -80,257 +79,6 @@ impl Default for OpsSettings {
             port: 8081,
         }
     }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DatabaseSettings {
-    /// `DATABASE_URL`; only the subcommands that touch the database require it.
-    #[serde(serialize_with = "secret::serialize")]
-    pub url: Option<SecretString>,
-    /// `DATABASE_FEED_URL`: a direct session with the primary for the change feed's `LISTEN`,
-    /// when `DATABASE_URL` goes through a transaction pooler. Defaults to `DATABASE_URL`.
-    #[serde(serialize_with = "secret::serialize")]
-    pub feed_url: Option<SecretString>,
-    /// `DATABASE_REPLICA_URLS` (comma-separated): hot standbys for cache-miss reads.
-    #[serde(serialize_with = "secret::serialize_all")]
-    pub replica_urls: Vec<SecretString>,
-    /// Connections kept per standby.
-    pub replica_max_connections: u32,
-    /// How long a read waits for a standby to replay to its watermark before reading the
-    /// primary instead (the standby is then passed over until it catches up).
-    pub replica_max_wait_ms: u64,
-    /// How often a standby that is down or lagging is tried again.
-    pub replica_retry_ms: u64,
-    /// A read on a standby (its connection, its wait for the watermark, its statement) that
-    /// has not finished this long after it began goes to the primary, and the standby is
-    /// passed over until a probe (bounded the same way) finds it fit.
-    pub replica_deadline_ms: u64,
-    /// How long a standby's connection, or the change feed's, may take to open.
-    pub connect_timeout_ms: u64,
-    pub max_connections: u32,
-    pub min_connections: u32,
-    /// How long a request waits for a pooled connection before answering 503.
-    pub acquire_timeout_ms: u64,
-    /// Postgres `statement_timeout` for every connection of the pool.
-    pub statement_timeout_ms: u64,
-    /// At start-up, how long `serve` waits for the database to come up before giving up.
-    pub startup_wait_seconds: u64,
-    /// What `DATABASE_URL` reaches: its own sessions (`session`: direct, or a session pooler)
-    /// or a transaction pooler's (`transaction`: PgBouncer with `pool_mode = transaction`).
-    pub pool_mode: PoolMode,
-}
-
-/// Whether the primary's sessions are the service's own between its transactions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase", try_from = "String")]
-pub enum PoolMode {
-    /// Direct, or through a session pooler: statements are prepared once per connection, and
-    /// the session carries `statement_timeout`.
-    Session,
-    /// Through a transaction pooler: statements are unnamed, nothing is sent at connection but
-    /// what PgBouncer forwards (set `statement_timeout` on the role), and the change feed needs
-    /// a direct session (`DATABASE_FEED_URL`).
-    Transaction,
-}
-
-impl TryFrom<String> for PoolMode {
-    type Error = String;
-
-    fn try_from(value: String) -> Result<Self, String> {
-        one_of(
-            &value,
-            &[
-                ("session", Self::Session),
-                ("transaction", Self::Transaction),
-            ],
-        )
-    }
-}
-
-impl Default for DatabaseSettings {
-    fn default() -> Self {
-        Self {
-            url: None,
-            feed_url: None,
-            replica_urls: Vec::new(),
-            replica_max_connections: 10,
-            replica_max_wait_ms: 20,
-            replica_retry_ms: 1_000,
-            replica_deadline_ms: 500,
-            connect_timeout_ms: 1_000,
-            max_connections: 10,
-            min_connections: 1,
-            acquire_timeout_ms: 2_000,
-            statement_timeout_ms: 5_000,
-            startup_wait_seconds: 60,
-            pool_mode: PoolMode::Session,
-        }
-    }
-}
-
-impl DatabaseSettings {
-    fn validate(&self) -> Result<(), ConfigError> {
-        check(
-            self.max_connections >= 1,
-            "database.max_connections",
-            "must be at least 1",
-        )?;
-        check(
-            self.replica_max_connections >= 1,
-            "database.replica_max_connections",
-            "must be at least 1",
-        )?;
-        check(
-            self.pool_mode == PoolMode::Session || self.feed_url.is_some(),
-            "database.feed_url",
-            "is required with APP__DATABASE__POOL_MODE=transaction: LISTEN needs a direct \
-             session with the primary",
-        )
-    }
-}
-
-/// `agent-api migrate`'s own session, never the service's: migrations take what they take, but
-/// wait for a lock only so long (the reads queued behind a waiting migration wait with it), and
-/// are tried again when a lock did not come in time.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MigrateSettings {
-    /// `statement_timeout` of a migration's statements; 0: none.
-    pub statement_timeout_ms: u64,
-    /// `lock_timeout` of each statement: how long it may wait for a lock.
-    pub lock_timeout_ms: u64,
-    /// How many more times a migration whose lock did not come is tried.
-    pub retries: u32,
-    /// The wait before the first retry; it doubles with each, up to a minute.
-    pub retry_wait_ms: u64,
-}
-
-impl Default for MigrateSettings {
-    fn default() -> Self {
-        Self {
-            statement_timeout_ms: 0,
-            lock_timeout_ms: 3_000,
-            retries: 5,
-            retry_wait_ms: 2_000,
-        }
-    }
-}
-
-impl MigrateSettings {
-    fn validate(&self) -> Result<(), ConfigError> {
-        check(
-            self.lock_timeout_ms >= 1,
-            "migrate.lock_timeout_ms",
-            "must be at least 1 (a migration must not wait for a lock for ever)",
-        )
-    }
-
-    /// The wait before retry `n` (1, 2, …).
-    pub fn retry_wait(&self, n: u32) -> Duration {
-        let doubled = self
-            .retry_wait_ms
-            .saturating_mul(1 << (n.saturating_sub(1)).min(16));
-        Duration::from_millis(doubled.min(60_000))
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AuthSettings {
-    /// HS256 secret (at least 32 bytes); its tokens carry no `kid` or `kid = "default"`.
-    #[serde(serialize_with = "secret::serialize")]
-    pub jwt_secret: Option<SecretString>,
-    /// Further keys, selected by a token's `kid` (rotation without downtime): the settings
-    /// file only, since a list of keys has no environment form.
-    #[serde(skip_serializing)]
-    pub keys: Vec<KeySettings>,
-    /// The `kid` that `token issue` signs with when none is given.
-    pub signing_kid: Option<String>,
-    pub issuer: Option<String>,
-    pub audience: Option<String>,
-    pub leeway_seconds: u64,
-    /// Lifetime of tokens from `token issue` when `--ttl` is not given (e.g. `30d`).
-    pub default_ttl: String,
-}
-
-impl Default for AuthSettings {
-    fn default() -> Self {
-        Self {
-            jwt_secret: None,
-            keys: Vec::new(),
-            signing_kid: None,
-            issuer: None,
-            audience: None,
-            leeway_seconds: 30,
-            default_ttl: "30d".into(),
-        }
-    }
-}
-
-/// Secrets printed in this project's own documents: whoever copies one has no secret at all.
-pub const PUBLISHED_SECRETS: [&str; 1] = ["change-me-to-at-least-32-random-bytes"];
-
-impl AuthSettings {
-    fn validate(&self) -> Result<(), ConfigError> {
-        if let Some(secret) = &self.jwt_secret {
-            let secret = secret.expose_secret();
-            check(
-                secret.len() >= 32,
-                "auth.jwt_secret",
-                "must be at least 32 bytes",
-            )?;
-            check(
-                !PUBLISHED_SECRETS.contains(&secret),
-                "auth.jwt_secret",
-                "is the example from .env.example: set 32 random bytes or more \
-                 (e.g. openssl rand -hex 32)",
-            )?;
-        }
-        self.default_ttl().map(drop)
-    }
-
-    pub fn default_ttl(&self) -> Result<Duration, ConfigError> {
-        humantime::parse_duration(&self.default_ttl).map_err(|error| {
-            ConfigError::about(
-                "auth.default_ttl",
-                &format!(
-                    "{:?} is not a duration such as 1h or 30d: {error}",
-                    self.default_ttl
-                ),
-            )
-        })
-    }
-}
-
-/// A verification key, selected by a token's `kid`; its algorithm is fixed here, never taken
-/// from the token. A private key (or the shared secret) also lets `token issue` sign with it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "algorithm", deny_unknown_fields)]
-pub enum KeySettings {
-    HS256 { kid: String, secret: SecretString },
-    RS256(PublicKeySettings),
-    ES256(PublicKeySettings),
-    EdDSA(PublicKeySettings),
-}
-
-impl KeySettings {
-    pub fn kid(&self) -> &str {
-        match self {
-            Self::HS256 { kid, .. } => kid,
-            Self::RS256(key) | Self::ES256(key) | Self::EdDSA(key) => &key.kid,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PublicKeySettings {
-    pub kid: String,
-    /// Inline PEM, or the path of a PEM file.
-    pub public_key: String,
-    /// Inline PEM, or a path: where tokens are issued with this key.
-    pub private_key: Option<SecretString>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -423,88 +171,6 @@ impl LegacySettings {
             LegacyMode::On => true,
             LegacyMode::Off => false,
         }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RateLimitSettings {
-    pub enabled: bool,
-    /// Sustained requests per second per partner.
-    pub per_second: u32,
-    /// Requests a partner may send at once before the sustained rate applies.
-    pub burst: u32,
-    /// Requests that fail authentication are limited per client address at this rate.
-    pub anonymous_per_second: u32,
-    pub anonymous_burst: u32,
-    /// Balancers (CIDRs) whose `X-Forwarded-For` names the client; the rightmost address there
-    /// that is not one of them is the client. Empty: the header is ignored.
-    pub trusted_proxies: Vec<IpNet>,
-    /// Redis shared by every instance for the buckets; unset: each instance has its own.
-    /// `rediss://` speaks TLS; a user and password in it are Redis ACL's.
-    #[serde(serialize_with = "secret::serialize")]
-    pub redis_url: Option<SecretString>,
-    /// The CA (PEM file) a `rediss://` server's certificate must chain to; unset: the
-    /// system's trusted roots.
-    pub redis_ca_path: Option<PathBuf>,
-    /// Every Redis call is given up after this long (and the instance falls back).
-    pub redis_timeout_ms: u64,
-    /// How many instances share the quota: while Redis does not answer, each allows its
-    /// share. Required with `redis_url`: a wrong guess multiplies every quota in an outage.
-    pub instances: Option<u32>,
-}
-
-impl Default for RateLimitSettings {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            per_second: 20,
-            burst: 40,
-            anonymous_per_second: 5,
-            anonymous_burst: 20,
-            trusted_proxies: Vec::new(),
-            redis_url: None,
-            redis_ca_path: None,
-            redis_timeout_ms: 25,
-            instances: None,
-        }
-    }
-}
-
-impl RateLimitSettings {
-    fn validate(&self) -> Result<(), ConfigError> {
-        for (key, value) in [
-            ("rate_limit.per_second", self.per_second),
-            ("rate_limit.burst", self.burst),
-            ("rate_limit.anonymous_per_second", self.anonymous_per_second),
-            ("rate_limit.anonymous_burst", self.anonymous_burst),
-        ] {
-            check(
-                value >= 1,
-                key,
-                "must be at least 1 (APP__RATE_LIMIT__ENABLED=false turns limiting off)",
-            )?;
-        }
-        check(
-            self.redis_timeout_ms >= 1,
-            "rate_limit.redis_timeout_ms",
-            "must be at least 1",
-        )?;
-        check(
-            self.instances != Some(0),
-            "rate_limit.instances",
-            "must be at least 1",
-        )?;
-        check(
-            !(self.enabled && self.redis_url.is_some() && self.instances.is_none()),
-            "rate_limit.instances",
-            "is required with APP__RATE_LIMIT__REDIS_URL: how many instances share the quota, \
-             so that each allows its share while Redis does not answer",
-        )
-    }
-
-    pub fn redis_timeout(&self) -> Duration {
-        Duration::from_millis(self.redis_timeout_ms)
     }
 }
 

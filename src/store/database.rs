@@ -32,6 +32,7 @@ pub enum Watermark {
     PositionPending,
 }
 
+#[derive(Clone)]
 pub struct Database {
     primary: PgPool,
     replicas: Option<Arc<Replicas>>,

@@ -10,11 +10,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
+use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use sqlx::{Connection, PgConnection};
+use sqlx::{Connection, PgConnection, PgPool};
 
 use super::announcements::{Announcement, CHANNEL, Heartbeats, SchemaTags, Scope};
 use crate::background::Background;
+use crate::config::Settings;
 use crate::store::postgres::wal::insert_position;
 use crate::telemetry;
 
@@ -58,6 +61,30 @@ pub struct FeedSettings {
     pub connect_within: Duration,
     /// Whether to read WAL positions, which replica reads wait for.
     pub follow_positions: bool,
+}
+
+impl FeedSettings {
+    /// From the settings: heartbeats four times within the staleness bound, a new connection
+    /// when none has come back for twice the bound, `DATABASE_FEED_URL` (else `pool`'s) to
+    /// listen on, and the primary's WAL positions when standbys need a watermark.
+    pub fn new(settings: &Settings, pool: &PgPool, follow_positions: bool) -> anyhow::Result<Self> {
+        let bound = settings.listing_cache.max_staleness();
+        let listen = match &settings.database.feed_url {
+            Some(url) => url
+                .expose_secret()
+                .parse::<PgConnectOptions>()
+                .context("DATABASE_FEED_URL is not a usable Postgres URL")?,
+            None => (*pool.connect_options()).clone(),
+        };
+        Ok(Self {
+            listen,
+            notify: (*pool.connect_options()).clone(),
+            heartbeat: bound / 4,
+            give_up_after: (bound * 2).max(Duration::from_secs(1)),
+            connect_within: Duration::from_millis(settings.database.connect_timeout_ms),
+            follow_positions,
+        })
+    }
 }
 
 /// Follows the feed on connections of its own (not the pool's, which serve requests),
