@@ -170,15 +170,6 @@ as_documented_reader() {
   printf '%s' "$url" | sed -E "s#^([a-z]+://)([^@/]*@)?#\1$role:$password@#"
 }
 
-# Drops roles a run made (after the databases that granted them anything).
-drop_roles() {
-  local name
-  for name in $1; do
-    PGOPTIONS="--client-min-messages=warning" psql -q "$DATABASE_URL" \
-      -c "drop role if exists \"$name\"" >/dev/null 2>&1 || true
-  done
-}
-
 # A fresh, empty database $1 on DATABASE_URL's server (dropped first if it exists).
 recreate_database() {
   command -v psql >/dev/null 2>&1 || die "psql is needed to create the database $1"
@@ -197,14 +188,20 @@ apply_migrations() {
   done
 }
 
-# Drops the databases named (space-separated) on DATABASE_URL's server, if they exist.
-drop_databases() {
+# Drops the objects of kind $1 (database, role) named in $2 (space-separated) on
+# DATABASE_URL's server, if they exist; $3 ends each statement.
+drop_named() {
   local name
-  for name in $1; do
+  for name in $2; do
     PGOPTIONS="--client-min-messages=warning" psql -q "$DATABASE_URL" \
-      -c "drop database if exists \"$name\" with (force)" >/dev/null 2>&1 || true
+      -c "drop $1 if exists \"$name\"${3:-}" >/dev/null 2>&1 || true
   done
 }
+
+drop_databases() { drop_named database "$1" " with (force)"; }
+
+# Roles a run made: after the databases that granted them anything.
+drop_roles() { drop_named role "$1"; }
 
 # What a run may not leave behind on DATABASE_URL's server: its databases, its roles, and the
 # schemas of DATABASE_URL's own database.
