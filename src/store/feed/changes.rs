@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use futures_util::FutureExt;
 use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -237,7 +238,15 @@ async fn hear(
                     if handled == TURN {
                         break;
                     }
-                    next = feed.listener.next_buffered();
+                    next = match feed.listener.next_buffered() {
+                        Some(buffered) => Some(buffered),
+                        // What has arrived on the connection already, without waiting.
+                        None => match feed.listener.try_recv().now_or_never() {
+                            None => None,
+                            Some(Ok(Some(arrived))) => Some(arrived),
+                            Some(_) => return "connection lost",
+                        },
+                    };
                 }
                 if changed && settings.follow_positions {
                     match tokio::time::timeout(within, insert_position(&mut feed.listener)).await {
