@@ -33,10 +33,11 @@ install_wanted_packages() {
   WANTED_PACKAGES=()
 }
 
-# The Python tools the checks run, each pinned, in .data/venv (about 120 MB, removed with
-# .data): openapi-spec-validator and schemathesis (the reference check), squawk-cli (the
-# migration linter). Sets VENV.
-PYTHON_TOOLS=(openapi-spec-validator==0.9.0 schemathesis==4.32.5 squawk-cli==2.70.0)
+# The Python tools the checks run, each pinned, in .data/venv (about 160 MB, removed with
+# .data): openapi-spec-validator, schemathesis and openapi-python-client (the reference
+# check), squawk-cli (the migration linter). Sets VENV.
+PYTHON_TOOLS=(openapi-spec-validator==0.9.0 schemathesis==4.32.5 squawk-cli==2.70.0
+  openapi-python-client==0.29.1)
 ensure_python_tools() {
   VENV="$ROOT/.data/venv"
   local tool missing=()

@@ -29,7 +29,10 @@ use responses::{error_response, legacy_responses, list_responses};
 
 pub use examples::VENDOR_EXAMPLE;
 
-const TAG: &str = "线路 · Caller lines";
+/// ASCII, as the title: generators name modules and packages after them (`api/caller_lines`);
+/// the page shows the Chinese with them, from their descriptions.
+const TAG: &str = "caller lines";
+const TITLE: &str = "agent-api partner API";
 
 pub fn document(limits: PageLimits, sunset_at: DateTime<FixedOffset>) -> OpenApi {
     let lines = OperationBuilder::new()
@@ -137,10 +140,11 @@ pub fn document(limits: PageLimits, sunset_at: DateTime<FixedOffset>) -> OpenApi
     OpenApiBuilder::new()
         .info(
             InfoBuilder::new()
-                .title("agent-api · 伙伴接口 · Partner API")
+                .title(TITLE)
                 .version(env!("CARGO_PKG_VERSION"))
                 .description(Some(
-                    "云呼叫中心平台的伙伴接口:查询伙伴在各云节点上的线路。业务错误以 HTTP 200 \
+                    "## 伙伴接口 · Partner API\n\n\
+                     云呼叫中心平台的伙伴接口:查询伙伴在各云节点上的线路。业务错误以 HTTP 200 \
                      返回,由 `code` 区分(1001 参数错误,1004 云节点不存在)。\n\n\
                      The partner API of the cloud call-centre platform: the caller lines a \
                      partner owns on each cloud node. Business errors ride on HTTP 200 and are \
@@ -157,7 +161,10 @@ pub fn document(limits: PageLimits, sunset_at: DateTime<FixedOffset>) -> OpenApi
             "bearer",
             Vec::<String>::new(),
         )]))
-        .tags(Some([TagBuilder::new().name(TAG).build()]))
+        .tags(Some([TagBuilder::new()
+            .name(TAG)
+            .description(Some("线路 · 伙伴在各云节点上的线路和云节点"))
+            .build()]))
         .build()
 }
 

@@ -62,8 +62,22 @@ pub(super) fn list_responses(success_schema: &str, examples: Examples) -> Respon
         .description("成功,或业务错误 1001 / 1004 · success, or business error 1001 / 1004")
         .content("application/json", json_content(either, examples))
         .build();
+    // Sent back as `If-None-Match` while the page is unchanged, its `ETag` answers 304.
+    let not_modified = ResponseBuilder::new()
+        .description("未修改 · not modified: the page is still the one its ETag names (no body)")
+        .header(
+            "ETag",
+            HeaderBuilder::new()
+                .schema(Some(
+                    ObjectBuilder::new().schema_type(SchemaType::new(Type::String)),
+                ))
+                .description(Some("the page's weak tag, as on the 200"))
+                .build(),
+        )
+        .build();
     ResponsesBuilder::new()
         .response("200", ok)
+        .response("304", not_modified)
         .response(
             "401",
             error_response(
@@ -72,6 +86,7 @@ pub(super) fn list_responses(success_schema: &str, examples: Examples) -> Respon
                 Some(("WWW-Authenticate", "Bearer")),
             ),
         )
+        .response("405", Ref::from_response_name("MethodNotAllowed"))
         .response(
             "429",
             error_response(
