@@ -184,6 +184,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         "agent-api serving"
     );
     application.run_until_stopped().await?;
+    // What spans are queued go to the collector, if one is configured (within seconds).
+    tokio::task::spawn_blocking(crate::traces::flush).await?;
     // Bounded: a database that went away meanwhile does not hold the exit.
     let _ = tokio::time::timeout(Duration::from_secs(5), pool.close()).await;
     tracing::info!("agent-api stopped");

@@ -46,10 +46,17 @@ where
             .boxed(),
         LogFormat::Pretty => lines.boxed(),
     };
+    // Each layer filters for itself: the log keeps its level while the trace exporter (when a
+    // collector is configured) also sees the spans below it (the cache decision, each
+    // statement), which the log never shows.
     let installed = tracing_subscriber::registry()
-        .with(filter)
         // Asked per event, not once per call site: the budget changes from one to the next.
-        .with(lines.with_filter(dynamic_filter_fn(|event, _| within_budget(event))))
+        .with(
+            lines
+                .with_filter(dynamic_filter_fn(|event, _| within_budget(event)))
+                .with_filter(filter),
+        )
+        .with(crate::traces::layer())
         .try_init();
     // A subscriber already installed (a second init in one process) keeps logging; fine.
     drop(installed);

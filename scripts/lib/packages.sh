@@ -35,9 +35,10 @@ install_wanted_packages() {
 
 # The Python tools the checks run, each pinned, in .data/venv (about 160 MB, removed with
 # .data): openapi-spec-validator, schemathesis and openapi-python-client (the reference
-# check), squawk-cli (the migration linter). Sets VENV.
+# check), squawk-cli (the migration linter), opentelemetry-proto (the tests' OTLP receiver).
+# Sets VENV.
 PYTHON_TOOLS=(openapi-spec-validator==0.9.0 schemathesis==4.32.5 squawk-cli==2.70.0
-  openapi-python-client==0.29.1)
+  openapi-python-client==0.29.1 opentelemetry-proto==1.45.2)
 ensure_python_tools() {
   VENV="$ROOT/.data/venv"
   local tool missing=()

@@ -12,6 +12,7 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use super::freshness::{Depends, Freshness, Stamp, Ticket};
 
@@ -125,18 +126,39 @@ where
         key: &K,
         read: impl AsyncFnOnce(Ticket) -> Result<(V, Keep), E>,
     ) -> Result<(V, Outcome), E> {
+        // For traces: what was decided (kept, missed, waited on another request's read, or
+        // bypassed while memory is not trusted), around the read it led to.
+        let span =
+            tracing::debug_span!("cache", "agent_api.cache.decision" = tracing::field::Empty);
+        let decided = |decision: &'static str| {
+            span.record("agent_api.cache.decision", decision);
+        };
+        self.decide(key, read, decided)
+            .instrument(span.clone())
+            .await
+    }
+
+    async fn decide<E>(
+        &self,
+        key: &K,
+        read: impl AsyncFnOnce(Ticket) -> Result<(V, Keep), E>,
+        decided: impl Fn(&'static str),
+    ) -> Result<(V, Outcome), E> {
         let ticket = self.freshness.ticket();
         if !ticket.trusted() {
+            decided("bypassed");
             return self
                 .read_and_keep(key, ticket, read)
                 .await
                 .map(|value| (value, Outcome::Bypass));
         }
         if let Some(value) = self.kept(key) {
+            decided("kept");
             return Ok((value, Outcome::Hit));
         }
         match self.board(key, ticket) {
             Boarding::Joined(mut flight) => {
+                decided("waited");
                 if let Ok(published) = flight.wait_for(Option::is_some).await {
                     let value = published.clone().expect("waited for a value");
                     return Ok((value, Outcome::Miss));
@@ -147,6 +169,7 @@ where
                     .map(|value| (value, Outcome::Miss))
             }
             Boarding::Leading(leader) => {
+                decided("missed");
                 let value = self.read_and_keep(key, ticket, read).await?;
                 leader.publish(value.clone());
                 Ok((value, Outcome::Miss))

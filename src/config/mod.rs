@@ -617,8 +617,13 @@ mod tests {
             .collect();
         for (name, ..) in &example {
             let scripts = name.starts_with("AGENT_API_");
+            // OpenTelemetry's own variables, read by its SDK (`traces`).
+            let opentelemetry = name.starts_with("OTEL_");
             assert!(
-                settings.contains_key(name) || secret_files.contains(name) || scripts,
+                settings.contains_key(name)
+                    || secret_files.contains(name)
+                    || scripts
+                    || opentelemetry,
                 ".env.example lists {name}, which is no setting"
             );
         }

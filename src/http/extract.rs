@@ -6,12 +6,13 @@ use actix_web::http::header;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use chrono::Utc;
 use futures_util::future::LocalBoxFuture;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::client_address::client_address;
 use super::error::ApiError;
 use super::state::AppState;
-use crate::cache::Keep;
+use crate::cache::{Keep, Outcome};
 use crate::domain::partners::{PartnerToken, Standing};
 use crate::store;
 use crate::tokens::Rejection;
@@ -28,20 +29,27 @@ impl FromRequest for Authenticated {
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
         let request = request.clone();
         Box::pin(async move {
-            let token = authenticate(&request).await?;
+            // The request's log span names the partner; traces get a span of their own.
+            let logged = tracing::Span::current();
+            let span =
+                tracing::debug_span!("authenticate", "agent_api.standing" = tracing::field::Empty,);
+            let token = authenticate(&request, &logged).instrument(span).await?;
             request.extensions_mut().insert(token);
             Ok(Self(token))
         })
     }
 }
 
-async fn authenticate(request: &HttpRequest) -> Result<PartnerToken, ApiError> {
+async fn authenticate(
+    request: &HttpRequest,
+    logged: &tracing::Span,
+) -> Result<PartnerToken, ApiError> {
     let state = app_state(request);
     let token = match bearer_token(request).and_then(|token| state.keys.verify(token, Utc::now())) {
         Ok(token) => token,
         Err(rejection) => return Err(refuse(state, request, rejection).await),
     };
-    tracing::Span::current().record("partner_id", tracing::field::display(token.partner_id));
+    logged.record("partner_id", tracing::field::display(token.partner_id));
     if !standing(state, token).await?.accepts(&token) {
         return Err(refuse(state, request, Rejection::PartnerRejected).await);
     }
@@ -77,7 +85,13 @@ async fn standing(state: &AppState, token: PartnerToken) -> Result<Standing, Api
         let standing = store::partners::standing(&state.database, token.partner_id).await?;
         Ok::<_, ApiError>((standing, Keep::Yes))
     };
-    let (standing, _) = state.standings.get_or_read(&token.partner_id, read).await?;
+    let (standing, outcome) = state.standings.get_or_read(&token.partner_id, read).await?;
+    // Where the standing came from, on the authentication's span.
+    let from = match outcome {
+        Outcome::Hit => "memory",
+        Outcome::Miss | Outcome::Bypass => "database",
+    };
+    tracing::Span::current().record("agent_api.standing", from);
     Ok(standing)
 }
 

@@ -24,6 +24,8 @@ use crate::store::postgres::schema::Schema;
 use crate::telemetry;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// W3C Trace Context Level 2: the trace and span a traced request was given.
+pub const TRACE_RESPONSE: HeaderName = HeaderName::from_static("traceresponse");
 
 /// Routes polled by orchestrators and scrapers are logged at debug, not info.
 const QUIET_ROUTES: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
@@ -52,7 +54,22 @@ pub async fn request_context(
             .headers()
             .get(header::CONTENT_LENGTH)
             .is_some_and(|length| length != "0");
+    // The request as traces show it (OpenTelemetry's HTTP conventions), continuing the
+    // caller's trace; the log's `request` span below it carries what log lines say.
+    let traced = tracing::debug_span!(
+        "http request",
+        "otel.name" = format!("{} {route}", request.method()),
+        "otel.kind" = "server",
+        "otel.status_code" = tracing::field::Empty,
+        "http.request.method" = %method,
+        "http.route" = %route,
+        "http.response.status_code" = tracing::field::Empty,
+        "agent_api.request_id" = %request_id,
+        "agent_api.partner_id" = tracing::field::Empty,
+    );
+    crate::traces::continue_trace(&traced, request.headers());
     let span = tracing::info_span!(
+        parent: &traced,
         "request",
         request_id = %request_id,
         method = %method,
@@ -61,13 +78,30 @@ pub async fn request_context(
     );
     let unread = carries_body.then(|| request.take_payload());
     let started = Instant::now();
-    let mut response = next.call(request).instrument(span.clone()).await?;
+    let mut response = next
+        .call(request)
+        .instrument(span.clone())
+        .instrument(traced.clone())
+        .await?;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     response.headers_mut().insert(
         REQUEST_ID,
         HeaderValue::from_str(&request_id).expect("request ids are checked or generated ASCII"),
     );
+    traced.record("http.response.status_code", i64::from(status));
+    if status >= 500 {
+        traced.record("otel.status_code", "ERROR");
+    }
+    if let Some(token) = response.request().extensions().get::<PartnerToken>() {
+        traced.record(
+            "agent_api.partner_id",
+            tracing::field::display(token.partner_id),
+        );
+    }
+    if let Some(names) = crate::traces::trace_response(&traced) {
+        response.headers_mut().insert(TRACE_RESPONSE, names);
+    }
     let labels = [
         ("route", route.clone()),
         ("method", method.to_owned()),

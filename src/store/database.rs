@@ -76,6 +76,7 @@ impl Database {
             self.named,
             self.primary_deadline,
             statement,
+            "primary",
             query,
         )
         .await

@@ -199,7 +199,7 @@ impl Replicas {
             Err(passed_over) => Ok(Err(passed_over)),
         };
         // A standby is a session of its own: its statements are named and kept.
-        match bounded(connection, true, left, statement, read).await {
+        match bounded(connection, true, left, statement, "standby", read).await {
             Some(Ok(Ok(value))) => Ok(value),
             Some(Ok(Err(PassedOver::Behind))) => {
                 replica.catch_up_to.fetch_max(watermark, Ordering::SeqCst);

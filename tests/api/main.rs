@@ -27,4 +27,5 @@ mod rate_limits;
 mod reference;
 mod schema;
 mod tenants;
+mod traces;
 mod untrusted_neighbours;

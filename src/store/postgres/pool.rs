@@ -6,6 +6,7 @@ use sqlx::Row;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgPool, Postgres};
+use tracing::Instrument;
 
 use crate::config::{DatabaseSettings, PoolMode};
 
@@ -89,16 +90,39 @@ pub(in crate::store) async fn acquire(
     connection
 }
 
-/// Runs one statement, recording how long it took (`agent_api_db_query_duration_seconds`).
+/// Runs one statement on `server` (`primary`, `standby`), recording how long it took
+/// (`agent_api_db_query_duration_seconds`), in a span of its own for traces (OpenTelemetry's
+/// database conventions).
 pub(in crate::store) async fn timed<T>(
     statement: &'static str,
+    server: &'static str,
     query: impl Future<Output = Result<T, sqlx::Error>>,
 ) -> Result<T, sqlx::Error> {
+    let span = tracing::debug_span!(
+        "statement",
+        "otel.name" = statement,
+        "otel.kind" = "client",
+        "db.system.name" = "postgresql",
+        "db.query.summary" = statement,
+        "agent_api.db.server" = server,
+        "error.type" = tracing::field::Empty,
+    );
     let started = Instant::now();
-    let outcome = query.await;
+    let outcome = query.instrument(span.clone()).await;
+    if let Err(error) = &outcome {
+        span.record("error.type", error_type(error));
+    }
     metrics::histogram!("agent_api_db_query_duration_seconds", "statement" => statement)
         .record(started.elapsed().as_secs_f64());
     outcome
+}
+
+/// The SQLSTATE of a database error, else what kind of failure it was.
+fn error_type(error: &sqlx::Error) -> String {
+    match error.as_database_error().and_then(|error| error.code()) {
+        Some(code) => code.into_owned(),
+        None => "connection".to_string(),
+    }
 }
 
 /// One request waiting for a pooled connection; counted down even when the request is

@@ -109,13 +109,15 @@ impl<'c> Executor<'c> for Session<'c> {
     }
 }
 
-/// Runs `query` on `connection` within `deadline`; `None` when it took longer, the connection
-/// then dropped rather than returned to its pool (it is mid-statement with a silent peer).
+/// Runs `query` on `connection` (to `server`: `primary`, `standby`) within `deadline`; `None`
+/// when it took longer, the connection then dropped rather than returned to its pool (it is
+/// mid-statement with a silent peer).
 pub(in crate::store) async fn bounded<T>(
     mut connection: PoolConnection<Postgres>,
     named: bool,
     deadline: Duration,
     statement: &'static str,
+    server: &'static str,
     query: impl AsyncFnOnce(Session<'_>) -> Result<T, sqlx::Error>,
 ) -> Option<Result<T, sqlx::Error>> {
     let run = async {
@@ -129,7 +131,7 @@ pub(in crate::store) async fn bounded<T>(
         transaction.commit().await?;
         Ok(outcome)
     };
-    let outcome = tokio::time::timeout(deadline, timed(statement, run)).await;
+    let outcome = tokio::time::timeout(deadline, timed(statement, server, run)).await;
     if outcome.is_err() {
         drop(connection.detach());
     }
