@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::Error;
 use super::database::{Database, Watermark};
+use super::postgres::pool::returned;
 use crate::domain::caller_lines::{CallerLine, LineUser, UserType};
 use crate::domain::page::Listing;
 use crate::domain::partners::PartnerToken;
@@ -135,6 +136,7 @@ pub async fn list(
             )
             .fetch_all(connection)
             .await
+            .map(returned)
         })
         .await?;
     assemble(tenant_id, rows)

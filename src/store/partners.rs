@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::database::Database;
+use super::postgres::pool::returned;
 use crate::domain::partners::{PartnerRow, Refused, Standing};
 
 /// Whether `partner`'s tokens are accepted, and from when: a partner, not deleted.
@@ -39,6 +40,7 @@ pub async fn all_standings(
             )
             .fetch_all(connection)
             .await
+            .map(returned)
         })
         .await?;
     Ok(rows

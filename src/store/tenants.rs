@@ -4,6 +4,7 @@ use uuid::Uuid;
 
 use super::Error;
 use super::database::Database;
+use super::postgres::pool::returned;
 use crate::domain::page::Listing;
 use crate::domain::partners::PartnerToken;
 use crate::domain::query::PageRequest;
@@ -66,6 +67,7 @@ pub async fn list_for_partner(
             )
             .fetch_all(connection)
             .await
+            .map(returned)
         })
         .await?;
     let Some(first) = rows.first().filter(|row| row.partner_ok) else {

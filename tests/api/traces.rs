@@ -177,6 +177,7 @@ async fn a_partners_request_is_traced_in_its_callers_trace_down_to_the_statement
     assert_eq!(attributes["db.system.name"], "postgresql");
     assert_eq!(attributes["db.query.summary"], "list_caller_lines");
     assert_eq!(attributes["agent_api.db.server"], "primary");
+    assert_eq!(attributes["db.response.returned_rows"], 2, "a page of two lines");
     let mut ancestor = statement["parent_span_id"].clone();
     while ancestor != request["span_id"] {
         let parent = spans

@@ -105,6 +105,7 @@ pub(in crate::store) async fn timed<T>(
         "db.system.name" = "postgresql",
         "db.query.summary" = statement,
         "agent_api.db.server" = server,
+        "db.response.returned_rows" = tracing::field::Empty,
         "error.type" = tracing::field::Empty,
     );
     let started = Instant::now();
@@ -115,6 +116,12 @@ pub(in crate::store) async fn timed<T>(
     metrics::histogram!("agent_api_db_query_duration_seconds", "statement" => statement)
         .record(started.elapsed().as_secs_f64());
     outcome
+}
+
+/// `rows`, counted on the span of the statement that returned them (`timed`'s), for traces.
+pub(in crate::store) fn returned<T>(rows: Vec<T>) -> Vec<T> {
+    tracing::Span::current().record("db.response.returned_rows", rows.len() as i64);
+    rows
 }
 
 /// The SQLSTATE of a database error, else what kind of failure it was.
