@@ -13,7 +13,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::support::ports::{await_listening, free_port};
-use crate::support::process::{Running, spawn_serve};
+use crate::support::process::{Running, Serving, spawn_serve};
 use crate::support::*;
 
 /// The project's venv (scripts/test installs it, with opentelemetry-proto).
@@ -90,14 +90,10 @@ fn exporting_to(endpoint: &str) -> [(&str, &str); 4] {
     ]
 }
 
-#[sqlx::test(migrator = "MIGRATOR")]
-async fn a_partners_request_is_traced_in_its_callers_trace_down_to_the_statement(pool: PgPool) {
-    demo::seed(&pool).await.unwrap();
-    let collector = Collector::start();
-    let serving = spawn_serve(
-        &roles::reader_url(&pool).await,
-        &exporting_to(&collector.endpoint()),
-    );
+/// `serve` over the demo data, exporting its spans to `endpoint`; and the demo partner's token.
+async fn demo_served_exporting_to(pool: &PgPool, endpoint: &str) -> (Serving, String) {
+    demo::seed(pool).await.unwrap();
+    let serving = spawn_serve(&roles::reader_url(pool).await, &exporting_to(endpoint));
     let keys = agent_api::tokens::KeyRing::from_settings(&test_settings().auth).unwrap();
     let token = keys
         .issue(
@@ -107,6 +103,13 @@ async fn a_partners_request_is_traced_in_its_callers_trace_down_to_the_statement
             chrono::Utc::now(),
         )
         .unwrap();
+    (serving, token)
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_partners_request_is_traced_in_its_callers_trace_down_to_the_statement(pool: PgPool) {
+    let collector = Collector::start();
+    let (serving, token) = demo_served_exporting_to(&pool, &collector.endpoint()).await;
     let (caller_trace, caller_span) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
     let path = format!(
         "/agent-api/tenant/{}/callerline?per_page=2",
@@ -177,7 +180,10 @@ async fn a_partners_request_is_traced_in_its_callers_trace_down_to_the_statement
     assert_eq!(attributes["db.system.name"], "postgresql");
     assert_eq!(attributes["db.query.summary"], "list_caller_lines");
     assert_eq!(attributes["agent_api.db.server"], "primary");
-    assert_eq!(attributes["db.response.returned_rows"], 2, "a page of two lines");
+    assert_eq!(
+        attributes["db.response.returned_rows"], 2,
+        "a page of two lines"
+    );
     let mut ancestor = statement["parent_span_id"].clone();
     while ancestor != request["span_id"] {
         let parent = spans
@@ -192,18 +198,8 @@ async fn a_partners_request_is_traced_in_its_callers_trace_down_to_the_statement
 /// it, none fails, and the log says nothing of it.
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_collector_that_is_down_costs_nothing_visible(pool: PgPool) {
-    demo::seed(&pool).await.unwrap();
     let nobody = format!("http://127.0.0.1:{}", free_port());
-    let serving = spawn_serve(&roles::reader_url(&pool).await, &exporting_to(&nobody));
-    let keys = agent_api::tokens::KeyRing::from_settings(&test_settings().auth).unwrap();
-    let token = keys
-        .issue(
-            demo::DEMO_PARTNER_ID,
-            Duration::from_secs(600),
-            None,
-            chrono::Utc::now(),
-        )
-        .unwrap();
+    let (serving, token) = demo_served_exporting_to(&pool, &nobody).await;
     let client = reqwest::Client::new();
     let mut slowest = Duration::ZERO;
     for n in 0..300 {
