@@ -161,12 +161,6 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     {
         return Err(ActionNeeded(format!("{reason}: {}", store::TRANSACTION_POOLER_ADVICE)).into());
     }
-    // Another project's database: said before anything is served from it or written to it.
-    if let Ok(schema) = store::postgres::schema::compare(&pool).await
-        && let Some(refusal) = schema.refusal()
-    {
-        return Err(ActionNeeded(refusal).into());
-    }
     let address = (settings.server.host.as_str(), settings.server.port);
     let listener = TcpListener::bind(address).map_err(|error| {
         ActionNeeded(format!(

@@ -53,6 +53,12 @@ impl Application {
         let port = listener.local_addr()?.port();
         // First: what is measured from here on is recorded.
         let metrics = prometheus();
+        let health = Arc::new(Health::default());
+        health.check(&pool).await;
+        // Another project's database: refused before anything is served from it or started on it.
+        if let Some(refusal) = health.schema().refusal() {
+            return Err(ActionNeeded(refusal).into());
+        }
         let background = Background::default();
         let freshness = Arc::new(Freshness::new(settings.listing_cache.max_staleness()));
         let replicas = Replicas::from_settings(&settings.database)?;
@@ -63,8 +69,6 @@ impl Application {
         let following = freshness.clone();
         store::feed::changes::follow(&background, feed, move |change| following.apply(change));
         let cache = &settings.listing_cache;
-        let health = Arc::new(Health::default());
-        health.check(&pool).await;
         let state = web::Data::new(AppState {
             database: Database::new(pool.clone(), replicas, &settings.database),
             keys: KeyRing::from_settings(&settings.auth)?,

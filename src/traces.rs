@@ -81,12 +81,19 @@ pub fn flush() {
 /// Makes the caller's W3C `traceparent` (and `tracestate`) the parent of `span`, if it sent
 /// one: the request joins the partner's own trace.
 pub fn continue_trace(span: &tracing::Span, headers: &HeaderMap) {
+    // Tracing off (no collector): the span does not exist, and nothing is parsed.
+    if span.is_disabled() {
+        return;
+    }
     let caller = TraceContextPropagator::new().extract(&Headers(headers));
     let _ = span.set_parent(caller);
 }
 
 /// `traceresponse` (W3C Trace Context Level 2) naming `span`, when it is exported.
 pub fn trace_response(span: &tracing::Span) -> Option<HeaderValue> {
+    if span.is_disabled() {
+        return None;
+    }
     let context = span.context();
     let traced = context.span();
     let traced = traced.span_context();

@@ -19,6 +19,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use super::announcements::{Announcement, CHANNEL, Heartbeats, SchemaTags, Scope};
 use crate::background::Background;
 use crate::config::Settings;
+use crate::store::postgres::schema::INSUFFICIENT_PRIVILEGE;
 use crate::store::postgres::wal::insert_position;
 use crate::telemetry;
 
@@ -155,9 +156,6 @@ struct Feed {
     tags: SchemaTags,
 }
 
-/// Postgres's `insufficient_privilege`.
-const INSUFFICIENT_PRIVILEGE: &str = "42501";
-
 async fn listen(settings: &FeedSettings) -> Result<Feed, String> {
     // A pool per connection: a connection lost without a word may linger in its pool's
     // release, and must not hold the place of the next one.
@@ -207,9 +205,6 @@ async fn hear(
 ) -> &'static str {
     let mut last_heard = Instant::now();
     let mut watchdog = tokio::time::interval(settings.heartbeat);
-    // Every question asked while hearing is bounded by the heartbeat's interval, so a silent
-    // connection is given up within the staleness bound, however long the backlog.
-    let within = settings.heartbeat;
     loop {
         tokio::select! {
             received = feed.listener.try_recv() => {
@@ -248,8 +243,11 @@ async fn hear(
                         },
                     };
                 }
+                // The one question asked while hearing, bounded by the heartbeat's interval: a
+                // silent connection is given up within the staleness bound.
                 if changed && settings.follow_positions {
-                    match tokio::time::timeout(within, insert_position(&mut feed.listener)).await {
+                    let asked = insert_position(&mut feed.listener);
+                    match tokio::time::timeout(settings.heartbeat, asked).await {
                         Ok(Ok(position)) => report(Change::Position(position)),
                         _ => return "the primary's position was not told in time",
                     }

@@ -91,7 +91,7 @@ pub fn another_projects(applied: &[i64]) -> Option<Vec<i64>> {
 /// Postgres's `undefined_table`: no migration was ever applied.
 const UNDEFINED_TABLE: &str = "42P01";
 /// Postgres's `insufficient_privilege`: the role was not granted what the check reads.
-const INSUFFICIENT_PRIVILEGE: &str = "42501";
+pub(in crate::store) const INSUFFICIENT_PRIVILEGE: &str = "42501";
 
 pub async fn compare(pool: &PgPool) -> Result<Schema, sqlx::Error> {
     // The simple protocol: `DATABASE_URL` may go through a transaction pooler.
