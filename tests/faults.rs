@@ -494,3 +494,39 @@ async fn a_frozen_primary_holds_no_request_past_the_statement_deadline() {
         "{answer:?}"
     );
 }
+
+/// Sessions the server ended (an operator's `pg_terminate_backend`, a restart, a pooler's) are
+/// found out only by the next statement sent on them: the read is sent again on another
+/// connection, and partners never see them go. (Found by the chaos check: 503s while sessions
+/// were terminated.)
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn sessions_the_server_ended_cost_partners_nothing(pool: PgPool) {
+    let (partner, path) = one_line(&pool).await;
+    let reader = roles::reader(&pool).await;
+    let serving = spawn_serve(
+        &roles::url_as(&pool, &reader),
+        &[("APP__LISTING_CACHE__ENABLED", "false")],
+    );
+    let keys = agent_api::tokens::KeyRing::from_settings(&test_settings().auth).unwrap();
+    let token = keys
+        .issue(partner, Duration::from_secs(600), None, chrono::Utc::now())
+        .unwrap();
+    let client = reqwest::Client::new();
+    for round in 0..5 {
+        let answer = client
+            .get(serving.url(&path))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "round {round}");
+        let ended: i64 = sqlx::query_scalar(
+            "select count(pg_terminate_backend(pid)) from pg_stat_activity where usename = $1",
+        )
+        .bind(&reader.name)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert!(ended > 0);
+    }
+}

@@ -64,8 +64,25 @@ impl Database {
         self.replicas.as_deref()
     }
 
-    /// Runs `statement` on the primary, bounded.
+    /// Runs `statement` on the primary, bounded. A session the server ended (terminated by an
+    /// operator, a restart, a pooler's) is found out only by the next statement sent on it: the
+    /// statement, a read, is then sent again on another connection, up to one more time than
+    /// the pool holds connections (each ended one fails at once).
     pub(super) async fn on_primary<T>(
+        &self,
+        statement: &'static str,
+        query: impl AsyncFnOnce(Session<'_>) -> Result<T, sqlx::Error> + Clone,
+    ) -> Result<T, sqlx::Error> {
+        let mut attempts = self.primary.options().get_max_connections();
+        loop {
+            match self.once_on_primary(statement, query.clone()).await {
+                Err(error) if attempts > 0 && session_ended(&error) => attempts -= 1,
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn once_on_primary<T>(
         &self,
         statement: &'static str,
         query: impl AsyncFnOnce(Session<'_>) -> Result<T, sqlx::Error>,
@@ -109,6 +126,27 @@ impl Database {
         }
         self.on_primary(statement, async |connection| query(connection).await)
             .await
+    }
+}
+
+/// Whether `error` says the session was gone before the statement could run: ended by the
+/// server (`admin_shutdown`, `crash_shutdown`) or its connection closed. Not a silent peer
+/// (timed out: sending again would double the wait) nor a server that refuses connections.
+fn session_ended(error: &sqlx::Error) -> bool {
+    use std::io::ErrorKind;
+    match error {
+        sqlx::Error::Database(database) => {
+            matches!(database.code().as_deref(), Some("57P01" | "57P02"))
+        }
+        sqlx::Error::Io(error) => matches!(
+            error.kind(),
+            ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted
+                | ErrorKind::BrokenPipe
+                | ErrorKind::UnexpectedEof
+                | ErrorKind::NotConnected
+        ),
+        _ => false,
     }
 }
 
