@@ -1,16 +1,21 @@
 //! A TCP proxy on a free loopback port, which can be told to swallow every byte in both
-//! directions while keeping its connections open: a firewall that silently drops a flow.
+//! directions while keeping its connections open (a firewall that silently drops a flow), or
+//! to hold every byte a while each way (a long or congested path).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 pub struct Proxy {
     pub port: u16,
     swallowing: Arc<AtomicBool>,
+    delay: Arc<AtomicU64>,
 }
 
 impl Proxy {
@@ -18,7 +23,8 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let swallowing = Arc::new(AtomicBool::new(false));
-        let flag = swallowing.clone();
+        let delay = Arc::new(AtomicU64::new(0));
+        let path = (swallowing.clone(), delay.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(server) = TcpStream::connect(target).await else {
@@ -26,11 +32,20 @@ impl Proxy {
                 };
                 let (client_read, client_write) = client.into_split();
                 let (server_read, server_write) = server.into_split();
-                tokio::spawn(pump(client_read, server_write, flag.clone()));
-                tokio::spawn(pump(server_read, client_write, flag.clone()));
+                pump(client_read, server_write, path.clone());
+                pump(server_read, client_write, path.clone());
             }
         });
-        Self { port, swallowing }
+        Self {
+            port,
+            swallowing,
+            delay,
+        }
+    }
+
+    /// From now on, every byte read is passed on `delay` later, each way (zero: at once).
+    pub fn delay(&self, delay: Duration) {
+        self.delay.store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// From now on, nothing passes either way; nothing is closed either.
@@ -44,23 +59,41 @@ impl Proxy {
     }
 }
 
-async fn pump(
-    mut from: impl AsyncReadExt + Unpin,
-    mut to: impl AsyncWriteExt + Unpin,
-    swallowing: Arc<AtomicBool>,
+/// Copies `from` to `to` on two tasks: one reads, stamping each chunk with when it is due (or
+/// dropping it while swallowing), the other writes each when due, so a delay holds every
+/// chunk for that long without slowing the flow.
+fn pump(
+    mut from: impl AsyncReadExt + Unpin + Send + 'static,
+    mut to: impl AsyncWriteExt + Unpin + Send + 'static,
+    (swallowing, delay): (Arc<AtomicBool>, Arc<AtomicU64>),
 ) {
-    let mut buffer = vec![0; 16 * 1024];
-    loop {
-        match from.read(&mut buffer).await {
-            Ok(0) | Err(_) => return,
-            Ok(read) if !swallowing.load(Ordering::SeqCst) => {
-                if to.write_all(&buffer[..read]).await.is_err() {
-                    return;
+    let (chunks, mut due) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+    tokio::spawn(async move {
+        let mut buffer = vec![0; 16 * 1024];
+        loop {
+            match from.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(read) if !swallowing.load(Ordering::SeqCst) => {
+                    let held = Duration::from_millis(delay.load(Ordering::SeqCst));
+                    if chunks
+                        .send((Instant::now() + held, buffer[..read].to_vec()))
+                        .is_err()
+                    {
+                        return;
+                    }
                 }
+                Ok(_) => {}
             }
-            Ok(_) => {}
         }
-    }
+    });
+    tokio::spawn(async move {
+        while let Some((when, chunk)) = due.recv().await {
+            tokio::time::sleep_until(when).await;
+            if to.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+    });
 }
 
 /// `url` with its host and port replaced by the proxy's.

@@ -8,6 +8,7 @@ use super::ports::{await_listening, free_port};
 pub struct Redis {
     child: Child,
     pub port: u16,
+    arguments: Vec<String>,
 }
 
 impl Redis {
@@ -50,16 +51,40 @@ impl Redis {
     /// On a free port, with `listening`'s arguments for it, on loopback and persisting nothing.
     fn spawn(listening: impl FnOnce(u16) -> Vec<String>) -> Self {
         let port = free_port();
-        let child = Command::new("redis-server")
-            .args(listening(port))
-            .args(["--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--dir", "/tmp"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (scripts/test installs it)");
-        let redis = Self { child, port };
+        let mut arguments = listening(port);
+        arguments.extend(
+            [
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                "/tmp",
+            ]
+            .map(String::from),
+        );
+        let child = launch(&arguments);
+        let redis = Self {
+            child,
+            port,
+            arguments,
+        };
         await_listening(port, "redis-server");
         redis
+    }
+
+    /// Stops it (killed: what it held is gone, as in a crash).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on its port, empty, after `stop`.
+    pub fn restart(&mut self) {
+        self.child = launch(&self.arguments);
+        await_listening(self.port, "redis-server");
     }
 
     pub fn url(&self) -> String {
@@ -84,9 +109,17 @@ impl Redis {
     }
 }
 
+fn launch(arguments: &[String]) -> Child {
+    Command::new("redis-server")
+        .args(arguments)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server (scripts/test installs it)")
+}
+
 impl Drop for Redis {
     fn drop(&mut self) {
-        self.resume();
+        // Killed even when paused (SIGKILL needs no SIGCONT), or already stopped.
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
