@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -102,8 +103,9 @@ def targets(rows, issue_times=1):
 class Service:
     """`agent-api serve` on a free loopback port, with production settings but the rate limit."""
 
-    def __init__(self, database_url, pool_size, log_level, listing_cache, binary=BIN, **extra):
-        self.port = free_port()
+    def __init__(self, database_url, pool_size, log_level, listing_cache, binary=BIN, port=None,
+                 **extra):
+        self.port = port or free_port()
         self.ops_port = free_port()
         env = app_env(database_url, APP__SERVER__HOST="127.0.0.1", APP__SERVER__PORT=self.port,
                       APP__OPS__PORT=self.ops_port,
@@ -148,6 +150,22 @@ class Service:
     def stop(self):
         self.process.terminate()
         self.process.wait(timeout=30)
+
+
+def postgres_program(name):
+    """A Postgres program of the newest version on the PATH, run as the postgres user when the
+    bench runs as root (Postgres refuses root)."""
+    bin_dir = Path(run("sh", "-c", "dirname $(readlink -f $(command -v pg_ctl))").strip())
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    return [*as_postgres, str(bin_dir / name)]
+
+
+def own_directory(prefix):
+    """A new temporary directory a cluster of the bench's own may live in."""
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
+    if os.geteuid() == 0:
+        shutil.chown(directory, "postgres")
+    return directory
 
 
 def wrk(port, target_list, connections, seconds, accept_encoding=None):

@@ -6,11 +6,10 @@ cache on and off, on the same data in one run."""
 import os
 import shutil
 import subprocess
-import tempfile
 import time
-from pathlib import Path
 
-from kit import ROOT, Service, free_port, log, psql, run, scenario_rows, targets, wrk
+from kit import (ROOT, Service, free_port, log, own_directory, postgres_program, psql, run,
+                 scenario_rows, targets, wrk)
 
 
 class Balancer:
@@ -33,17 +32,13 @@ class Standby:
     """A hot standby of the cluster behind `database_url`, in a directory of its own."""
 
     def __init__(self, database_url):
-        self.directory = Path(tempfile.mkdtemp(prefix="agent-api-bench-standby-"))
+        self.directory = own_directory("agent-api-bench-standby-")
         self.port = free_port()
         host_port = database_url.split("@")[-1].split("/")[0]
         host, primary_port = host_port.split(":")
-        bin_dir = Path(run("sh", "-c", "dirname $(readlink -f $(command -v pg_ctl))").strip())
-        as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        if os.geteuid() == 0:
-            shutil.chown(self.directory, "postgres")
-        self.pg_ctl = [*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(self.directory)]
+        self.pg_ctl = [*postgres_program("pg_ctl"), "-D", str(self.directory)]
         log("copying the bench's cluster into a standby (pg_basebackup)")
-        run(*as_postgres, str(bin_dir / "pg_basebackup"), "-h", host, "-p", primary_port,
+        run(*postgres_program("pg_basebackup"), "-h", host, "-p", primary_port,
             "-U", "postgres", "-X", "stream", "-R", "-c", "fast", "-D", str(self.directory))
         # A standby may not allow fewer connections than its primary.
         connections = psql(database_url, "show max_connections")

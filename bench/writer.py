@@ -33,12 +33,18 @@ class Writer(threading.Thread):
                 and tenant_id = '{tenant}' and parent_id is null and deleted_at is null
                 order by created_at, id limit 15""").splitlines()
             self.pages.append((partner, tenant, ids))
-        self.psql = subprocess.Popen(["psql", "-qAtX", "-v", "ON_ERROR_STOP=1", database_url],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.database_url = database_url
+        self.psql = self.session()
         self.writes = 0
+        self.failed = 0
         self.first_answer_old = 0
         self.stale = 0
         self.settle_ms = []
+
+    def session(self):
+        return subprocess.Popen(["psql", "-qAtX", "-v", "ON_ERROR_STOP=1", self.database_url],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True)
 
     def run(self):
         interval = 1.0 / self.rate
@@ -54,10 +60,21 @@ class Writer(threading.Thread):
                            f"order by id limit 1 offset {self.random.randrange(5)})"
                 statements = f"begin; {statements} update users set phone = '{value}' " \
                              f"where id = {customer}; commit;"
-            self.psql.stdin.write(f"{statements}\n\\echo committed\n")
-            self.psql.stdin.flush()
-            if self.psql.stdout.readline().strip() != "committed":
-                raise SystemExit("the writer's psql stopped")
+            try:
+                self.psql.stdin.write(f"{statements}\n\\echo committed\n")
+                self.psql.stdin.flush()
+                committed = self.psql.stdout.readline().strip() == "committed"
+            except BrokenPipeError:
+                committed = False
+            if not committed:
+                # The primary restarted (bench/run latency does that): a session anew.
+                self.failed += 1
+                self.psql.kill()
+                self.psql.wait()
+                time.sleep(0.2)
+                self.psql = self.session()
+                next_at = time.monotonic()
+                continue
             self.writes += 1
             if self.check_port:
                 self.check(partner, tenant, line, value)
