@@ -21,18 +21,26 @@ herd:  what a cold instance costs the database: 64 requests at once for one cold
 pooler: the typical load direct and through PgBouncer in transaction mode, cache on and off.
 upgrade: a 0700-era database of 2,000,000 lines migrated by today's binary while an instance
        of that era serves: each migration's time, read stalls per table, errors and p99.
+chaos: the chaos check (tests/chaos) on the release build for `--seconds` (600) with `--seed`:
+       every answer judged against the history; a table by fault, non-zero on any violation.
+       `--instance-staleness-ms` mis-sets the instances' bound (the checker keeps 2,000 ms).
+latency: open-loop load (oha, a fixed arrival rate, latency from each request's intended send
+       time) at 50% and 80% of the closed-loop rate, cached and not, with 100 writes/s; and at
+       50% across a feed cut, an instance restart behind HAProxy and a primary restart.
 """
 
 import argparse
 import os
+import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass
 
-from kit import (BIN, Service, app_env, list_statement, log, pgbench, prepare_database, psql,
+from kit import (BIN, ROOT, Service, app_env, list_statement, log, pgbench, prepare_database, psql,
                  run, scenario_rows, targets, url_with_database, wrk)
 from herd import herd
+from latency import latency
 from upgrade import upgrade
 from hostile import hostile
 from pooler import pooler
@@ -232,11 +240,23 @@ def bulk(args, admin_url):
               f"{seconds['on'] / seconds['off']:>6.2f}", flush=True)
 
 
+def chaos(args):
+    """The chaos test binary, built for release, as long and with the seed asked for."""
+    env = dict(os.environ, CHAOS_SECONDS=str(args.seconds), CHAOS_SEED=str(args.seed))
+    if args.instance_staleness_ms:
+        env["CHAOS_INSTANCE_STALENESS_MS"] = str(args.instance_staleness_ms)
+    log(f"chaos: {args.seconds} s, seed {args.seed}")
+    result = subprocess.run(["cargo", "test", "--release", "--quiet", "--test", "chaos", "--",
+                             "--exact", "under_combined_faults_every_answer_keeps_the_promises",
+                             "--nocapture"], env=env, cwd=ROOT)
+    return result.returncode
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", choices=["load", "soak", "bulk", "hostile", "scale", "herd",
-                                         "pooler", "upgrade"])
+                                         "pooler", "upgrade", "chaos", "latency"])
     parser.add_argument("--lines", type=int)
     parser.add_argument("--connections", type=int)
     parser.add_argument("--seconds", type=int)
@@ -252,12 +272,17 @@ def main():
                         help="send Accept-Encoding, as most HTTP clients do (default: none)")
     parser.add_argument("--reload", action="store_true", help="regenerate the data set")
     parser.add_argument("--binary", help="hostile, herd: another agent-api binary to measure")
+    parser.add_argument("--seed", type=int, default=29, help="chaos: the schedule's seed")
+    parser.add_argument("--instance-staleness-ms", type=int,
+                        help="chaos: the instances' staleness bound (default: the checker's)")
     args = parser.parse_args()
     args.connections = args.connections or (64 if args.mode == "soak" else 32)
-    args.seconds = args.seconds or (60 if args.mode == "soak" else 15)
+    args.seconds = args.seconds or {"soak": 60, "chaos": 600}.get(args.mode, 15)
+    if args.mode == "chaos":
+        return chaos(args)
     args.lines = args.lines or (2_000_000 if args.mode in ("herd", "upgrade") else 1_000_000)
-    if args.mode in ("bulk", "hostile", "upgrade"):
-        {"bulk": bulk, "hostile": hostile, "upgrade": upgrade}[args.mode](
+    if args.mode in ("bulk", "hostile", "upgrade", "latency"):
+        {"bulk": bulk, "hostile": hostile, "upgrade": upgrade, "latency": latency}[args.mode](
             args, os.environ["DATABASE_URL"])
         return
     database_url = prepare_database(os.environ["DATABASE_URL"], args.lines, args.reload)

@@ -166,18 +166,19 @@ fn judge_standing(
     let (oldest, newest) = possible(standings, read, bound);
     let range = &standings[oldest..=newest];
     let accepted = |v: &Version<Standing>| v.value.accepts(read.issued_at);
+    let detail = || {
+        let possible: Vec<Standing> = range.iter().map(|v| v.value).collect();
+        format!("token issued at {}, standings {possible:?}", read.issued_at)
+    };
     match served {
         true if !range.iter().any(accepted) => {
             let class = match range.iter().all(|v| v.value.deleted) {
                 true => Class::DeletedPartnerServed,
                 false => Class::RevokedTokenServed,
             };
-            Some((class, format!("standing {:?}", range[0].value)))
+            Some((class, detail()))
         }
-        false if range.iter().all(accepted) => Some((
-            Class::ValidTokenRefused,
-            format!("standing {:?}", range[0].value),
-        )),
+        false if range.iter().all(accepted) => Some((Class::ValidTokenRefused, detail())),
         _ => None,
     }
 }

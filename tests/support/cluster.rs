@@ -131,7 +131,12 @@ impl Cluster {
                 .split_whitespace()
                 .map(str::to_owned),
         );
-        let _ = Command::new("kill").arg(signal).args(&pids).status();
+        // A child may have exited since it was listed.
+        let _ = Command::new("kill")
+            .arg(signal)
+            .args(&pids)
+            .stderr(Stdio::null())
+            .status();
     }
 
     pub fn url(&self) -> String {
