@@ -110,6 +110,113 @@ async fn behind_pgbouncer_in_transaction_mode_every_route_answers(pool: PgPool) 
     through_bouncer.close().await;
 }
 
+/// Behind a transaction pooler a miss is one message, its values written into the statement
+/// (one round trip instead of four: begin, parse, execute, commit): every page, filter,
+/// refusal and missing tenant answers exactly what a session of its own answers, dates, users
+/// and totals included, and the message carries the service's statement timeout.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn behind_pgbouncer_a_miss_in_one_message_answers_what_a_session_of_its_own_does(
+    pool: PgPool,
+) {
+    use agent_api::config::PoolMode;
+    const STATEMENT_TIMEOUT_MS: u64 = 300;
+    let (node, empty_node) = (tenant(&pool, "云节点").await, tenant(&pool, "空节点").await);
+    let partner = partner(&pool).await;
+    let customer = user(&pool, partner, "customer", "客户").await;
+    for n in 0..12 {
+        let new = line(node, partner).nth(n);
+        let new = match n % 4 {
+            0 => new.user(customer),
+            1 => new.began(beijing("2024-03-01 08:30:00"), 86_400 * 30),
+            2 => new
+                .deadline(beijing("2031-12-31 23:59:59"))
+                .no_call_number(),
+            _ => new,
+        };
+        new.insert(&pool).await;
+    }
+    line(node, partner).nth(20).deleted().insert(&pool).await;
+    let direct = database_url(&pool);
+    let options = pool.connect_options();
+    let bouncer = support::pgbouncer::PgBouncer::start(options.get_host(), options.get_port());
+    let uncached = |s: &mut agent_api::config::Settings| s.listing_cache.enabled = false;
+    let own_session = TestApp::configured(pool.clone(), uncached).await;
+    let mut settings = test_settings();
+    settings.database.pool_mode = PoolMode::Transaction;
+    let through_bouncer =
+        agent_api::store::pool(&bouncer.url(&direct), &settings.database).unwrap();
+    let pooled = TestApp::configured(through_bouncer.clone(), |s| {
+        uncached(s);
+        s.database.pool_mode = PoolMode::Transaction;
+        s.database.feed_url = Some(direct.clone().into());
+        s.database.statement_timeout_ms = STATEMENT_TIMEOUT_MS;
+    })
+    .await;
+    let token = format!("Bearer {}", own_session.old_token(partner));
+    let list = format!("/agent-api/tenant/{node}/callerline");
+    let paths = [
+        list.clone(),
+        format!("{list}?page=2&per_page=5"),
+        format!("{list}?page=3&per_page=5"),
+        format!("{list}?page=9&per_page=5"),
+        format!("{list}?unused=true"),
+        format!("{list}?unused=false&per_page=2"),
+        format!("{list}?user_id={customer}"),
+        format!("{list}?user_id={}", uuid::Uuid::new_v4()),
+        format!("/agent-api/tenant/{empty_node}/callerline"),
+        format!("/agent-api/tenant/{}/callerline", uuid::Uuid::new_v4()),
+    ];
+    let answers = async |token: &str| {
+        let mut answers = Vec::new();
+        for path in &paths {
+            for app in [&own_session, &pooled] {
+                let response = app.request(path, Some(token)).await;
+                let status = response.status();
+                answers.push((path.clone(), status, response.text().await.unwrap()));
+            }
+        }
+        answers
+    };
+    let seen = answers(&token).await;
+    for pair in seen.chunks(2) {
+        assert_eq!(
+            pair[0], pair[1],
+            "a session of its own, then through PgBouncer"
+        );
+    }
+    assert!(seen[0].2.contains("客户") && seen[0].2.contains("2031-12-31 23:59:59"));
+    sqlx::query("update users set tokens_valid_after = now() where id = $1")
+        .bind(partner)
+        .execute(&pool)
+        .await
+        .unwrap();
+    for pair in answers(&token).await.chunks(2) {
+        assert_eq!(pair[0], pair[1]);
+        assert_eq!(pair[1].1, 401, "{pair:?}");
+    }
+    // The statement timeout travels in the message (PgBouncer forwards no session settings):
+    // a statement kept waiting on a lock past it is cancelled, and the partner gets 503.
+    // A token issued after the revocation (`iat` is in whole seconds).
+    let issued = chrono::Utc::now() + chrono::TimeDelta::seconds(1);
+    let fresh = format!("Bearer {}", own_session.token_issued(partner, issued));
+    let mut locker = pool.begin().await.unwrap();
+    sqlx::query("lock table caller_lines in access exclusive mode")
+        .execute(&mut *locker)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let answer = pooled.request(&list, Some(&fresh)).await;
+    assert_eq!(answer.status(), 503);
+    let waited = started.elapsed();
+    // Given up on this side only after the timeout and a second: the server's came first.
+    assert!(
+        waited < Duration::from_millis(STATEMENT_TIMEOUT_MS + 700),
+        "answered after {waited:?}"
+    );
+    locker.rollback().await.unwrap();
+    through_bouncer.close().await;
+}
+
 /// A PgBouncer in transaction mode that ignores `options` (a common setting, for other clients)
 /// accepts `serve` left in session mode: it used to start, say it was ready, and answer 500s
 /// (`prepared statement "sqlx_s_1" already exists`) without its statement timeout. Now it finds

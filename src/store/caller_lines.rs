@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::Error;
 use super::database::{Database, Watermark};
+use super::postgres::literal;
 use super::postgres::pool::returned;
 use crate::domain::caller_lines::{CallerLine, LineUser, UserType};
 use crate::domain::page::Listing;
@@ -20,26 +21,44 @@ pub struct TenantLines {
     pub lines: Listing<CallerLine>,
 }
 
+/// The list statement (`sqlx::query_file_as!` checks it against the schema at build time).
+const LIST_CALLER_LINES: &str = include_str!("sql/list_caller_lines.sql");
+
 /// One row per line of the page, or a single row with null line columns when the page is
-/// empty; the first four columns are the same on every row.
+/// empty; the first four columns are the same on every row. (Read by name from a row of the
+/// simple protocol: the names carry the build-time check's `!` and `?`.)
+#[derive(sqlx::FromRow)]
 struct Row {
+    #[sqlx(rename = "partner_ok!")]
     partner_ok: bool,
     tenant_name: Option<String>,
+    #[sqlx(rename = "total!")]
     total: i64,
+    #[sqlx(rename = "id?")]
     id: Option<Uuid>,
+    #[sqlx(rename = "name?")]
     name: Option<String>,
+    #[sqlx(rename = "call_line?")]
     call_line: Option<i32>,
+    #[sqlx(rename = "deadline_at?")]
     deadline_at: Option<DateTime<Utc>>,
+    #[sqlx(rename = "available_time?")]
     available_time: Option<i64>,
+    #[sqlx(rename = "begin_at?")]
     begin_at: Option<DateTime<Utc>>,
+    #[sqlx(rename = "caller_number?")]
     caller_number: Option<String>,
+    #[sqlx(rename = "created_at?")]
     created_at: Option<DateTime<Utc>>,
+    #[sqlx(rename = "updated_at?")]
     updated_at: Option<DateTime<Utc>>,
     description_server: Option<String>,
     call_number: Option<String>,
+    #[sqlx(rename = "user_name?")]
     user_name: Option<String>,
     user_email: Option<String>,
     user_phone: Option<String>,
+    #[sqlx(rename = "user_type?")]
     user_type: Option<String>,
 }
 
@@ -62,81 +81,37 @@ pub async fn list(
     // - rows are filtered by the path's ids directly (index conditions the planner can see);
     //   a rejected partner or missing tenant discards them in `assemble`.
     let rows = database
-        .read(watermark, "list_caller_lines", async |connection| {
-            sqlx::query_as!(
-                Row,
-                r#"
-        with partner as (select token_partner($1, $2) as id),
-        tenant as (select id, name from tenants where id = $3 and deleted_at is null),
-        counted as (
-            select case
-                when $4::uuid is null then coalesce((
-                    select case $5::boolean when true then sum(c.unallocated)
-                                            when false then sum(c.listed - c.unallocated)
-                                            else sum(c.listed) end
-                    from caller_line_count_deltas c
-                    where c.partner_id = $1 and c.tenant_id = $3), 0)::bigint
-                -- A user's lines are all allocated: unused=true matches none of them.
-                else (select count(*) from caller_lines l
-                      where l.partner_id = $1 and l.tenant_id = $3 and l.user_id = $4
-                        and l.parent_id is null and l.deleted_at is null
-                        and $5::boolean is not true)
-            end as total
-        ),
-        bounds as (
-            -- rows after the page start, clamped so that no page number can overflow
-            select $7::bigint <= total / 2 as forward, total - least($7::bigint, total) as rest
-            from counted
-        ),
-        page as (
-            (select l.id from caller_lines l
-             where l.partner_id = $1 and l.tenant_id = $3
-               and l.parent_id is null and l.deleted_at is null
-               and ($4::uuid is null or l.user_id = $4)
-               and ($5::boolean is null or (l.user_id is null) = $5)
-               and (select forward from bounds)
-             order by l.created_at, l.id
-             limit $6 offset $7)
-            union all
-            (select l.id from caller_lines l
-             where l.partner_id = $1 and l.tenant_id = $3
-               and l.parent_id is null and l.deleted_at is null
-               and ($4::uuid is null or l.user_id = $4)
-               and ($5::boolean is null or (l.user_id is null) = $5)
-               and not (select forward from bounds)
-             order by l.created_at desc, l.id desc
-             limit (select least($6::bigint, rest) from bounds)
-             offset (select greatest(rest - $6::bigint, 0) from bounds))
-        )
-        select
-            (select id from partner) is not null as "partner_ok!",
-            (select name from tenant) as tenant_name,
-            (select total from counted) as "total!",
-            l.id as "id?", l.name as "name?", l.call_line as "call_line?",
-            l.deadline_at as "deadline_at?", l.available_time as "available_time?",
-            l.begin_at as "begin_at?", l.caller_number as "caller_number?",
-            l.created_at as "created_at?", l.updated_at as "updated_at?",
-            l.description_server, l.call_number,
-            u.name as "user_name?", u.email as user_email, u.phone as user_phone,
-            u.type as "user_type?"
-        from (select 1) as one
-        left join page p on true
-        left join caller_lines l on l.id = p.id
-        -- Only the line's own partner or its customers (migration 0900 holds it; so does this).
-        left join users u on u.id = l.user_id and u.owner_id = l.partner_id
-        order by l.created_at, l.id
-        "#,
-                token.partner_id,
-                token.issued_at,
-                tenant_id,
-                filter.user_id,
-                filter.unused,
-                page.per_page,
-                page.offset(),
-            )
-            .fetch_all(connection)
-            .await
-            .map(returned)
+        .read(watermark, "list_caller_lines", async |session| {
+            let rows = match session.one_message() {
+                false => {
+                    sqlx::query_file_as!(
+                        Row,
+                        "src/store/sql/list_caller_lines.sql",
+                        token.partner_id,
+                        token.issued_at,
+                        tenant_id,
+                        filter.user_id,
+                        filter.unused,
+                        page.per_page,
+                        page.offset(),
+                    )
+                    .fetch_all(session)
+                    .await?
+                }
+                true => {
+                    let values = [
+                        literal::value(Some(&token.partner_id)),
+                        literal::value(Some(&token.issued_at)),
+                        literal::value(tenant_id.as_ref()),
+                        literal::value(filter.user_id.as_ref()),
+                        literal::value(filter.unused.as_ref()),
+                        literal::value(Some(&page.per_page)),
+                        literal::value(Some(&page.offset())),
+                    ];
+                    session.fetch_written(LIST_CALLER_LINES, &values).await?
+                }
+            };
+            Ok(returned(rows))
         })
         .await?;
     assemble(tenant_id, rows)

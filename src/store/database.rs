@@ -12,7 +12,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 
 use super::postgres::pool::acquire;
-use super::postgres::session::{Session, bounded, silent};
+use super::postgres::session::{Protocol, Session, bounded, silent};
 use super::replicas::Replicas;
 use crate::config::{DatabaseSettings, PoolMode};
 
@@ -37,9 +37,10 @@ pub struct Database {
     primary: PgPool,
     replicas: Option<Arc<Replicas>>,
     primary_deadline: Duration,
-    /// Whether the primary's statements may be named and kept (not behind a transaction
-    /// pooler).
-    named: bool,
+    /// Whether the primary is reached through a transaction pooler: its statements then may not
+    /// be named and kept.
+    behind_transaction_pooler: bool,
+    statement_timeout_ms: u64,
 }
 
 impl Database {
@@ -52,7 +53,8 @@ impl Database {
             primary,
             replicas,
             primary_deadline: Duration::from_millis(settings.statement_timeout_ms) + PRIMARY_MARGIN,
-            named: settings.pool_mode == PoolMode::Session,
+            behind_transaction_pooler: settings.pool_mode == PoolMode::Transaction,
+            statement_timeout_ms: settings.statement_timeout_ms,
         }
     }
 
@@ -64,18 +66,38 @@ impl Database {
         self.replicas.as_deref()
     }
 
-    /// Runs `statement` on the primary, bounded. A session the server ended (terminated by an
-    /// operator, a restart, a pooler's) is found out only by the next statement sent on it: the
-    /// statement, a read, is then sent again on another connection, up to one more time than
-    /// the pool holds connections (each ended one fails at once).
+    /// Runs `statement` on the primary, bounded (behind a transaction pooler, in a transaction
+    /// of its own).
     pub(super) async fn on_primary<T>(
         &self,
         statement: &'static str,
         query: impl AsyncFnOnce(Session<'_>) -> Result<T, sqlx::Error> + Clone,
     ) -> Result<T, sqlx::Error> {
+        self.retried_on_primary(statement, Protocol::InTransaction, query)
+            .await
+    }
+
+    /// Runs `statement` on the primary, sent as `behind_pooler` says behind a transaction
+    /// pooler. A session the server ended (terminated by an operator, a restart, a pooler's) is
+    /// found out only by the next statement sent on it: the statement, a read, is then sent
+    /// again on another connection, up to one more time than the pool holds connections (each
+    /// ended one fails at once).
+    async fn retried_on_primary<T>(
+        &self,
+        statement: &'static str,
+        behind_pooler: Protocol,
+        query: impl AsyncFnOnce(Session<'_>) -> Result<T, sqlx::Error> + Clone,
+    ) -> Result<T, sqlx::Error> {
+        let protocol = match self.behind_transaction_pooler {
+            true => behind_pooler,
+            false => Protocol::Named,
+        };
         let mut attempts = self.primary.options().get_max_connections();
         loop {
-            match self.once_on_primary(statement, query.clone()).await {
+            match self
+                .once_on_primary(statement, protocol, query.clone())
+                .await
+            {
                 Err(error) if attempts > 0 && session_ended(&error) => attempts -= 1,
                 outcome => return outcome,
             }
@@ -85,12 +107,13 @@ impl Database {
     async fn once_on_primary<T>(
         &self,
         statement: &'static str,
+        protocol: Protocol,
         query: impl AsyncFnOnce(Session<'_>) -> Result<T, sqlx::Error>,
     ) -> Result<T, sqlx::Error> {
         let connection = acquire(&self.primary).await?;
         bounded(
             connection,
-            self.named,
+            protocol,
             self.primary_deadline,
             statement,
             "primary",
@@ -101,7 +124,8 @@ impl Database {
     }
 
     /// Runs `statement` on a standby that has replayed to `watermark`, or on the primary when
-    /// none may or none answers in time.
+    /// none may or none answers in time; behind a transaction pooler, in one message (`query`
+    /// then writes its values into it: `Session::one_message`).
     pub(super) async fn read<T>(
         &self,
         watermark: Watermark,
@@ -124,7 +148,10 @@ impl Database {
             };
             count("primary", reason);
         }
-        self.on_primary(statement, async |connection| query(connection).await)
+        let one_message = Protocol::OneMessage {
+            statement_timeout_ms: self.statement_timeout_ms,
+        };
+        self.retried_on_primary(statement, one_message, async |session| query(session).await)
             .await
     }
 }

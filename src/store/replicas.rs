@@ -18,7 +18,7 @@ use secrecy::ExposeSecret;
 use sqlx::{PgConnection, PgPool};
 
 use super::postgres::pool::{pool_options, session_options};
-use super::postgres::session::{Session, bounded};
+use super::postgres::session::{Protocol, Session, bounded};
 use super::postgres::wal::{insert_position, replayed, system_identifier};
 use crate::background::Background;
 use crate::config::{ConfigError, DatabaseSettings, PoolMode};
@@ -199,7 +199,16 @@ impl Replicas {
             Err(passed_over) => Ok(Err(passed_over)),
         };
         // A standby is a session of its own: its statements are named and kept.
-        match bounded(connection, true, left, statement, "standby", read).await {
+        match bounded(
+            connection,
+            Protocol::Named,
+            left,
+            statement,
+            "standby",
+            read,
+        )
+        .await
+        {
             Some(Ok(Ok(value))) => Ok(value),
             Some(Ok(Err(PassedOver::Behind))) => {
                 replica.catch_up_to.fetch_max(watermark, Ordering::SeqCst);

@@ -19,6 +19,7 @@ mod legacy;
 mod line_counts;
 mod list_errors;
 mod listing_cache;
+mod literals;
 mod migrations;
 mod observability;
 mod operator_sql;

@@ -4,10 +4,12 @@
 //! `APP__DATABASE__POOL_MODE=transaction`) the server session a connection reaches changes from
 //! one transaction to the next, and serves other clients in between: a named statement would
 //! outlive its transaction there, and collide with another client's of the same name
-//! (`prepared statement "sqlx_s_1" already exists`). There every statement is unnamed, and
-//! runs in a transaction of its own (`bounded`), so its parse and its execution reach
-//! the same server session. Statements made outside a `Session` (health probes, the schema
-//! check, the heartbeat) use the simple protocol, one message each.
+//! (`prepared statement "sqlx_s_1" already exists`). There the list statement of a miss is
+//! sent in one message with its values written in (`literal`: the simple protocol, one round
+//! trip), and every other statement is unnamed and runs in a transaction of its own
+//! (`bounded`), so its parse and its execution reach the same server session. Statements made
+//! outside a `Session` (health probes, the schema check, the heartbeat) use the simple
+//! protocol, one message each.
 
 use std::time::Duration;
 
@@ -15,20 +17,77 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgQueryResult, PgRow, PgStatement, PgTypeInfo};
-use sqlx::{Connection, Describe, Either, Execute, Executor, PgConnection, Postgres, SqlStr};
+use sqlx::{
+    Connection, Describe, Either, Execute, Executor, FromRow, PgConnection, Postgres, SqlStr,
+};
 
+use super::literal::written;
 use super::pool::timed;
 
-/// A connection, with whether its statements may be named and kept.
+/// How a session's statements reach the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// Prepared under a name and kept: a server session of its own.
+    Named,
+    /// Unnamed, in a transaction of its own, so that a statement's parse and its execution
+    /// reach one server session behind a transaction pooler.
+    InTransaction,
+    /// In one message with its values written in (`literal`), where the statement allows:
+    /// behind a transaction pooler, one round trip and no transaction. The message carries
+    /// what the pooled server session may lack: the statement timeout.
+    OneMessage { statement_timeout_ms: u64 },
+}
+
+/// A connection, with how its statements are sent.
 #[derive(Debug)]
 pub struct Session<'c> {
     connection: &'c mut PgConnection,
-    named: bool,
+    protocol: Protocol,
 }
 
 impl<'c> Session<'c> {
-    pub fn new(connection: &'c mut PgConnection, named: bool) -> Self {
-        Self { connection, named }
+    pub fn new(connection: &'c mut PgConnection, protocol: Protocol) -> Self {
+        Self {
+            connection,
+            protocol,
+        }
+    }
+
+    /// Whether the statement should be sent in one message, its values written in
+    /// (`fetch_written`).
+    pub fn one_message(&self) -> bool {
+        matches!(self.protocol, Protocol::OneMessage { .. })
+    }
+
+    /// `statement` with `values` written in (`literal::written`), in one message of the simple
+    /// protocol; its rows, read by column name. The message first sets, for its own implicit
+    /// transaction, what a pooled server session may not have: the statement timeout, and the
+    /// ISO dates in UTC its rows' text is read as.
+    pub async fn fetch_written<R>(
+        self,
+        statement: &str,
+        values: &[String],
+    ) -> Result<Vec<R>, sqlx::Error>
+    where
+        R: for<'r> FromRow<'r, PgRow>,
+    {
+        let Protocol::OneMessage {
+            statement_timeout_ms,
+        } = self.protocol
+        else {
+            unreachable!("fetch_written on a session that sends statements in two messages");
+        };
+        let message = format!(
+            "set local statement_timeout = {statement_timeout_ms}; set local datestyle = iso; \
+             set local timezone = utc;\n{}",
+            written(statement, values)
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(message))
+            .fetch_all(self.connection)
+            .await?
+            .iter()
+            .map(R::from_row)
+            .collect()
     }
 
     /// The connection itself, for statements of its own (a standby's replay position).
@@ -74,7 +133,7 @@ impl<'c> Executor<'c> for Session<'c> {
         'c: 'e,
         E: 'q + Execute<'q, Postgres>,
     {
-        let named = self.named;
+        let named = self.protocol == Protocol::Named;
         self.connection.fetch_many(Statement { query, named })
     }
 
@@ -86,7 +145,7 @@ impl<'c> Executor<'c> for Session<'c> {
         'c: 'e,
         E: 'q + Execute<'q, Postgres>,
     {
-        let named = self.named;
+        let named = self.protocol == Protocol::Named;
         self.connection.fetch_optional(Statement { query, named })
     }
 
@@ -114,20 +173,20 @@ impl<'c> Executor<'c> for Session<'c> {
 /// mid-statement with a silent peer).
 pub(in crate::store) async fn bounded<T>(
     mut connection: PoolConnection<Postgres>,
-    named: bool,
+    protocol: Protocol,
     deadline: Duration,
     statement: &'static str,
     server: &'static str,
     query: impl AsyncFnOnce(Session<'_>) -> Result<T, sqlx::Error>,
 ) -> Option<Result<T, sqlx::Error>> {
     let run = async {
-        if named {
-            return query(Session::new(&mut connection, true)).await;
+        if protocol != Protocol::InTransaction {
+            return query(Session::new(&mut connection, protocol)).await;
         }
         // Behind a transaction pooler the statement's messages (parse, then bind and execute,
         // each ending in a sync) must reach one server session: a transaction keeps it.
         let mut transaction = connection.begin().await?;
-        let outcome = query(Session::new(&mut transaction, false)).await?;
+        let outcome = query(Session::new(&mut transaction, protocol)).await?;
         transaction.commit().await?;
         Ok(outcome)
     };
