@@ -24,6 +24,8 @@ upgrade: a 0700-era database of 2,000,000 lines migrated by today's binary while
 chaos: the chaos check (tests/chaos) on the release build for `--seconds` (600) with `--seed`:
        every answer judged against the history; a table by fault, non-zero on any violation.
        `--instance-staleness-ms` mis-sets the instances' bound (the checker keeps 2,000 ms).
+rtt:   round trips per miss: a delay proxy before the primary, a standby and PgBouncer in turn
+       (`--delay-ms`, 5 each way), sequential requests timed with and without it.
 latency: open-loop load (oha, a fixed arrival rate, latency from each request's intended send
        time) at 50% and 80% of the closed-loop rate, cached and not, with 100 writes/s; and at
        50% across a feed cut, an instance restart behind HAProxy and a primary restart.
@@ -44,6 +46,7 @@ from latency import latency
 from upgrade import upgrade
 from hostile import hostile
 from pooler import pooler
+from rtt import rtt
 from scale import scale
 from writer import Writer
 
@@ -256,7 +259,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", choices=["load", "soak", "bulk", "hostile", "scale", "herd",
-                                         "pooler", "upgrade", "chaos", "latency"])
+                                         "pooler", "upgrade", "chaos", "latency", "rtt"])
     parser.add_argument("--lines", type=int)
     parser.add_argument("--connections", type=int)
     parser.add_argument("--seconds", type=int)
@@ -273,6 +276,8 @@ def main():
     parser.add_argument("--reload", action="store_true", help="regenerate the data set")
     parser.add_argument("--binary", help="hostile, herd: another agent-api binary to measure")
     parser.add_argument("--seed", type=int, default=29, help="chaos: the schedule's seed")
+    parser.add_argument("--delay-ms", type=int, default=5,
+                        help="rtt: how long the proxy holds each chunk, each way")
     parser.add_argument("--instance-staleness-ms", type=int,
                         help="chaos: the instances' staleness bound (default: the checker's)")
     args = parser.parse_args()
@@ -286,8 +291,8 @@ def main():
             args, os.environ["DATABASE_URL"])
         return
     database_url = prepare_database(os.environ["DATABASE_URL"], args.lines, args.reload)
-    {"load": load, "soak": soak, "scale": scale, "herd": herd, "pooler": pooler}[args.mode](
-        args, database_url)
+    {"load": load, "soak": soak, "scale": scale, "herd": herd, "pooler": pooler,
+     "rtt": rtt}[args.mode](args, database_url)
 
 
 if __name__ == "__main__":

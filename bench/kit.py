@@ -6,12 +6,14 @@ import hmac
 import json
 import math
 import os
+import queue
 import re
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -104,7 +106,7 @@ class Service:
     """`agent-api serve` on a free loopback port, with production settings but the rate limit."""
 
     def __init__(self, database_url, pool_size, log_level, listing_cache, binary=BIN, port=None,
-                 **extra):
+                 memory_bypassed=False, **extra):
         self.port = port or free_port()
         self.ops_port = free_port()
         env = app_env(database_url, APP__SERVER__HOST="127.0.0.1", APP__SERVER__PORT=self.port,
@@ -114,13 +116,14 @@ class Service:
                       APP__LISTING_CACHE__ENABLED=str(listing_cache == "on").lower(), **extra)
         # Logs are formatted and written as in production, to /dev/null.
         self.process = subprocess.Popen([binary, "serve"], env=env, stdout=subprocess.DEVNULL)
-        self.wait_ready()
+        self.wait_ready(memory_bypassed)
 
-    def wait_ready(self):
+    def wait_ready(self, memory_bypassed=False):
+        """Until it is ready and, unless its memory is meant to be bypassed, trusts memory."""
         for _ in range(400):
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz") as response:
-                    if json.load(response).get("listing_cache") != "bypassed":
+                    if memory_bypassed or json.load(response).get("listing_cache") != "bypassed":
                         return
             except OSError:
                 pass
@@ -150,6 +153,68 @@ class Service:
     def stop(self):
         self.process.terminate()
         self.process.wait(timeout=30)
+
+
+class Proxy(threading.Thread):
+    """A TCP proxy on a free loopback port before `target_port`: every chunk passed on `delay`
+    seconds after it arrived, each way, without slowing the flow; `cut()` swallows every byte
+    both ways (nothing is closed, as a firewall dropping the flow) until `heal()`."""
+
+    def __init__(self, target_port, delay=0.0):
+        super().__init__(daemon=True)
+        self.target_port = target_port
+        self.delay = delay
+        self.swallowing = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.start()
+
+    def run(self):
+        while True:
+            client, _ = self.listener.accept()
+            server = socket.create_connection(("127.0.0.1", self.target_port))
+            for source, sink in ((client, server), (server, client)):
+                chunks = queue.Queue()
+                threading.Thread(target=self.read, args=(source, chunks), daemon=True).start()
+                threading.Thread(target=self.write, args=(sink, chunks), daemon=True).start()
+
+    def read(self, source, chunks):
+        try:
+            while data := source.recv(65536):
+                if not self.swallowing.is_set():
+                    chunks.put((time.monotonic() + self.delay, data))
+        except OSError:
+            pass  # either side closed
+        chunks.put((0, b""))
+
+    @staticmethod
+    def write(sink, chunks):
+        while True:
+            due, data = chunks.get()
+            if not data:
+                sink.close()
+                return
+            time.sleep(max(0.0, due - time.monotonic()))
+            try:
+                sink.sendall(data)
+            except OSError:
+                return
+
+    def cut(self):
+        self.swallowing.set()
+
+    def heal(self):
+        self.swallowing.clear()
+
+
+def through(url, port):
+    """`url` with its host and port replaced by 127.0.0.1:`port` (a proxy before it)."""
+    host_port = url.split("@")[1].split("/")[0]
+    return url.replace(host_port, f"127.0.0.1:{port}", 1)
+
+
+def port_of(url):
+    return int(url.split("@")[1].split("/")[0].split(":")[1])
 
 
 def postgres_program(name):

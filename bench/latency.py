@@ -14,7 +14,6 @@ a millisecond after they were due) or never sent.
 """
 
 import json
-import socket
 import sqlite3
 import subprocess
 import tempfile
@@ -23,8 +22,9 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from kit import (BIN, ROOT, Service, app_env, free_port, log, own_directory, postgres_program,
-                 psql, run, scenario_rows, token, url_with_database, wrk)
+from kit import (BIN, ROOT, Proxy, Service, app_env, free_port, log, own_directory, port_of,
+                 postgres_program, psql, run, scenario_rows, through, token, url_with_database,
+                 wrk)
 from kit import targets as wrk_targets
 from scale import Balancer
 from writer import Writer
@@ -59,41 +59,6 @@ class Cluster:
     def stop(self):
         subprocess.run([*self.pg_ctl, "-m", "immediate", "stop"], capture_output=True)
         subprocess.run(["rm", "-rf", str(self.directory)])
-
-
-class FeedProxy(threading.Thread):
-    """A TCP proxy before the primary for the change feed; `cut()` swallows every byte both
-    ways (nothing is closed) until `heal()`."""
-
-    def __init__(self, target_port):
-        super().__init__(daemon=True)
-        self.target_port = target_port
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.swallowing = threading.Event()
-
-    def run(self):
-        while True:
-            client, _ = self.listener.accept()
-            server = socket.create_connection(("127.0.0.1", self.target_port))
-            for source, sink in ((client, server), (server, client)):
-                threading.Thread(target=self.pump, args=(source, sink), daemon=True).start()
-
-    def pump(self, source, sink):
-        try:
-            while data := source.recv(65536):
-                if not self.swallowing.is_set():
-                    sink.sendall(data)
-        except OSError:
-            pass  # either side closed: the instance stopped, or made its feed anew
-        finally:
-            sink.close()
-
-    def cut(self):
-        self.swallowing.set()
-
-    def heal(self):
-        self.swallowing.clear()
 
 
 def partner_targets(rows):
@@ -220,10 +185,9 @@ def load(cluster, lines):
 
 
 def feed_cut(args, url, targets, rate):
-    proxy = FeedProxy(int(url.split(":")[-1].split("/")[0]))
-    proxy.start()
-    feed_url = url.replace(url.split("@")[1].split("/")[0], f"127.0.0.1:{proxy.port}")
-    service = Service(url, args.pool, args.log_level, "on", DATABASE_FEED_URL=feed_url)
+    proxy = Proxy(port_of(url))
+    service = Service(url, args.pool, args.log_level, "on",
+                      DATABASE_FEED_URL=through(url, proxy.port))
     try:
         after(args.seconds * DISRUPT_AT, proxy.cut, lambda: time.sleep(CUT_SECONDS), proxy.heal)
         return open_loop(service.port, targets, rate, args.seconds)
