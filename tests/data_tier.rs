@@ -110,10 +110,11 @@ async fn behind_pgbouncer_in_transaction_mode_every_route_answers(pool: PgPool) 
     through_bouncer.close().await;
 }
 
-/// Behind a transaction pooler a miss is one message, its values written into the statement
-/// (one round trip instead of four: begin, parse, execute, commit): every page, filter,
-/// refusal and missing tenant answers exactly what a session of its own answers, dates, users
-/// and totals included, and the message carries the service's statement timeout.
+/// Behind a transaction pooler every statement a partner waits for is one message, its values
+/// written into it (one round trip instead of four: begin, parse, execute, commit): every page,
+/// filter, refusal, missing tenant, the legacy route and the tenant list answer exactly what a
+/// session of its own answers, dates, users and totals included, and the message carries the
+/// service's statement timeout.
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn behind_pgbouncer_a_miss_in_one_message_answers_what_a_session_of_its_own_does(
     pool: PgPool,
@@ -136,10 +137,18 @@ async fn behind_pgbouncer_a_miss_in_one_message_answers_what_a_session_of_its_ow
         new.insert(&pool).await;
     }
     line(node, partner).nth(20).deleted().insert(&pool).await;
+    let default_node = default_tenant(&pool, "默认节点").await;
+    line(default_node, partner)
+        .user(customer)
+        .insert(&pool)
+        .await;
     let direct = database_url(&pool);
     let options = pool.connect_options();
     let bouncer = support::pgbouncer::PgBouncer::start(options.get_host(), options.get_port());
-    let uncached = |s: &mut agent_api::config::Settings| s.listing_cache.enabled = false;
+    let uncached = |s: &mut agent_api::config::Settings| {
+        s.listing_cache.enabled = false;
+        s.legacy.callerline = agent_api::config::LegacyMode::On;
+    };
     let own_session = TestApp::configured(pool.clone(), uncached).await;
     let mut settings = test_settings();
     settings.database.pool_mode = PoolMode::Transaction;
@@ -165,6 +174,9 @@ async fn behind_pgbouncer_a_miss_in_one_message_answers_what_a_session_of_its_ow
         format!("{list}?user_id={}", uuid::Uuid::new_v4()),
         format!("/agent-api/tenant/{empty_node}/callerline"),
         format!("/agent-api/tenant/{}/callerline", uuid::Uuid::new_v4()),
+        "/agent-api/callerline?per_page=3".into(),
+        "/agent-api/tenant".into(),
+        "/agent-api/tenant?page=2&per_page=1".into(),
     ];
     let answers = async |token: &str| {
         let mut answers = Vec::new();

@@ -121,7 +121,7 @@ pub async fn list(
 /// triggers' folding (migrations 0800, 1200); a number that grows says folding has stopped.
 pub async fn most_count_rows_of_a_pair(database: &Database) -> Result<i64, sqlx::Error> {
     database
-        .on_primary("most_count_rows_of_a_pair", async |connection| {
+        .on_primary_in_transaction("most_count_rows_of_a_pair", async |connection| {
             sqlx::query_scalar!(
                 r#"select coalesce(max(rows), 0) as "rows!" from (
                    select count(*) as rows from caller_line_count_deltas

@@ -66,15 +66,33 @@ impl Database {
         self.replicas.as_deref()
     }
 
-    /// Runs `statement` on the primary, bounded (behind a transaction pooler, in a transaction
-    /// of its own).
+    /// Runs `statement` on the primary, bounded; behind a transaction pooler in one message
+    /// (`query` then writes its values in: `Session::one_message`).
     pub(super) async fn on_primary<T>(
+        &self,
+        statement: &'static str,
+        query: impl AsyncFnOnce(Session<'_>) -> Result<T, sqlx::Error> + Clone,
+    ) -> Result<T, sqlx::Error> {
+        self.retried_on_primary(statement, self.one_message(), query)
+            .await
+    }
+
+    /// Runs `statement` on the primary, bounded; behind a transaction pooler unnamed, in a
+    /// transaction of its own (for the statements no partner waits for: housekeeping, the
+    /// command line).
+    pub(super) async fn on_primary_in_transaction<T>(
         &self,
         statement: &'static str,
         query: impl AsyncFnOnce(Session<'_>) -> Result<T, sqlx::Error> + Clone,
     ) -> Result<T, sqlx::Error> {
         self.retried_on_primary(statement, Protocol::InTransaction, query)
             .await
+    }
+
+    fn one_message(&self) -> Protocol {
+        Protocol::OneMessage {
+            statement_timeout_ms: self.statement_timeout_ms,
+        }
     }
 
     /// Runs `statement` on the primary, sent as `behind_pooler` says behind a transaction
@@ -124,8 +142,7 @@ impl Database {
     }
 
     /// Runs `statement` on a standby that has replayed to `watermark`, or on the primary when
-    /// none may or none answers in time; behind a transaction pooler, in one message (`query`
-    /// then writes its values into it: `Session::one_message`).
+    /// none may or none answers in time (`on_primary`).
     pub(super) async fn read<T>(
         &self,
         watermark: Watermark,

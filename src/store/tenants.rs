@@ -4,21 +4,36 @@ use uuid::Uuid;
 
 use super::Error;
 use super::database::Database;
+use super::postgres::literal;
 use super::postgres::pool::returned;
 use crate::domain::page::Listing;
 use crate::domain::partners::PartnerToken;
 use crate::domain::query::PageRequest;
 use crate::domain::tenants::TenantSummary;
 
+/// The default-tenant statement (`sqlx::query_file_as!` checks it at build time).
+const DEFAULT_TENANT_ID: &str = include_str!("sql/default_tenant_id.sql");
+
+#[derive(sqlx::FromRow)]
+struct TenantId {
+    id: Uuid,
+}
+
 /// The non-deleted default tenant's id, if there is one.
 pub async fn default_tenant_id(database: &Database) -> Result<Option<Uuid>, sqlx::Error> {
-    database
-        .on_primary("default_tenant_id", async |connection| {
-            sqlx::query_scalar!("select id from tenants where is_default and deleted_at is null")
-                .fetch_optional(connection)
-                .await
+    let rows = database
+        .on_primary("default_tenant_id", async |session| {
+            match session.one_message() {
+                false => {
+                    sqlx::query_file_as!(TenantId, "src/store/sql/default_tenant_id.sql")
+                        .fetch_all(session)
+                        .await
+                }
+                true => session.fetch_written(DEFAULT_TENANT_ID, &[]).await,
+            }
         })
-        .await
+        .await?;
+    Ok(rows.first().map(|row| row.id))
 }
 
 /// The partner's tenants (SPEC §2b), one page of them.
@@ -27,47 +42,46 @@ pub async fn list_for_partner(
     token: PartnerToken,
     page: PageRequest,
 ) -> Result<Listing<TenantSummary>, Error> {
+    #[derive(sqlx::FromRow)]
     struct Row {
+        #[sqlx(rename = "partner_ok!")]
         partner_ok: bool,
+        #[sqlx(rename = "total!")]
         total: i64,
+        #[sqlx(rename = "id?")]
         id: Option<Uuid>,
+        #[sqlx(rename = "name?")]
         name: Option<String>,
+        #[sqlx(rename = "is_default?")]
         is_default: Option<bool>,
     }
+    const LIST_TENANTS: &str = include_str!("sql/list_tenants.sql");
     let rows = database
-        .on_primary("list_tenants", async |connection| {
-            sqlx::query_as!(
-                Row,
-                r#"
-        with partner as (select token_partner($1, $2) as id),
-        visible as (
-            select t.id, t.name, t.is_default, t.created_at from tenants t
-            where t.deleted_at is null
-              and (select id from partner) is not null
-              and (t.is_default or exists (
-                  select 1 from caller_lines l
-                  where l.partner_id = (select id from partner) and l.tenant_id = t.id
-                    and l.parent_id is null and l.deleted_at is null))
-        ),
-        page as (
-            select * from visible order by created_at, id limit $3 offset $4
-        )
-        select
-            (select id from partner) is not null as "partner_ok!",
-            (select count(*) from visible) as "total!",
-            p.id as "id?", p.name as "name?", p.is_default as "is_default?"
-        from (select 1) as one
-        left join page p on true
-        order by p.created_at, p.id
-        "#,
-                token.partner_id,
-                token.issued_at,
-                page.per_page,
-                page.offset(),
-            )
-            .fetch_all(connection)
-            .await
-            .map(returned)
+        .on_primary("list_tenants", async |session| {
+            let rows = match session.one_message() {
+                false => {
+                    sqlx::query_file_as!(
+                        Row,
+                        "src/store/sql/list_tenants.sql",
+                        token.partner_id,
+                        token.issued_at,
+                        page.per_page,
+                        page.offset(),
+                    )
+                    .fetch_all(session)
+                    .await?
+                }
+                true => {
+                    let values = [
+                        literal::value(Some(&token.partner_id)),
+                        literal::value(Some(&token.issued_at)),
+                        literal::value(Some(&page.per_page)),
+                        literal::value(Some(&page.offset())),
+                    ];
+                    session.fetch_written(LIST_TENANTS, &values).await?
+                }
+            };
+            Ok(returned(rows))
         })
         .await?;
     let Some(first) = rows.first().filter(|row| row.partner_ok) else {

@@ -69,10 +69,10 @@ pub fn value<T: Literal>(value: Option<&T>) -> String {
     }
 }
 
-/// `statement` with each parameter `$n` replaced by `values[n - 1]`; `--` comments are kept as
-/// they are. Panics on a parameter without a value, or on quoted text or a block comment in the
-/// statement (where `$n` may not be a parameter): statements are the program's own, so either
-/// is a bug its tests catch.
+/// `statement` with each parameter `$n` replaced by `values[n - 1]`; `--` comments and quoted
+/// text are kept as they are. Panics on a parameter without a value, or on a block comment or
+/// dollar quote in the statement (where `$n` may not be a parameter): statements are the
+/// program's own, so either is a bug its tests catch.
 pub fn written(statement: &str, values: &[String]) -> String {
     let mut text = String::with_capacity(statement.len() + 64 * values.len());
     let mut rest = statement;
@@ -92,15 +92,16 @@ pub fn written(statement: &str, values: &[String]) -> String {
             text.push_str(value);
             rest = &rest[1 + digits..];
             continue;
-        } else if let Some(identifier) = rest.strip_prefix('"') {
-            // A quoted identifier (a column's name): kept to its closing quote.
-            let end = identifier.find('"').expect("a closed quoted identifier") + 2;
+        } else if let Some(quoted) = rest.strip_prefix(['"', '\'']) {
+            // A quoted identifier (a column's name) or a constant of the statement's own: kept
+            // to its closing quote (a doubled quote inside is two quoted runs, kept alike).
+            let quote = rest.chars().next().expect("a quote");
+            let end = quoted.find(quote).expect("a closed quote") + 2;
             rest.split_at(end)
         } else {
             assert!(
-                !rest.starts_with('\'') && !rest.starts_with("/*") && !rest.starts_with('$'),
-                "a statement written with its values has no quoted text, block comment or \
-                 dollar quote: {}",
+                !rest.starts_with("/*") && !rest.starts_with('$'),
+                "a statement written with its values has no block comment or dollar quote: {}",
                 &rest[..rest.len().min(40)]
             );
             rest.split_at(1)
@@ -128,9 +129,17 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "no quoted text")]
-    fn quoted_text_is_a_bug() {
-        written("select '$1'", &["1".into()]);
+    fn quoted_text_is_kept_as_it_is() {
+        assert_eq!(
+            written("select 'it''s $1', $1", &["<1>".into()]),
+            "select 'it''s $1', <1>"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "no block comment or dollar quote")]
+    fn a_dollar_quote_is_a_bug() {
+        written("select $$1$$", &["1".into()]);
     }
 
     #[test]

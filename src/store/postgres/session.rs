@@ -4,10 +4,10 @@
 //! `APP__DATABASE__POOL_MODE=transaction`) the server session a connection reaches changes from
 //! one transaction to the next, and serves other clients in between: a named statement would
 //! outlive its transaction there, and collide with another client's of the same name
-//! (`prepared statement "sqlx_s_1" already exists`). There the list statement of a miss is
-//! sent in one message with its values written in (`literal`: the simple protocol, one round
-//! trip), and every other statement is unnamed and runs in a transaction of its own
-//! (`bounded`), so its parse and its execution reach the same server session. Statements made
+//! (`prepared statement "sqlx_s_1" already exists`). There every statement a partner waits
+//! for is sent in one message with its values written in (`literal`: the simple protocol, one
+//! round trip), and the others are unnamed and run in a transaction of its own (`bounded`), so
+//! a statement's parse and its execution reach the same server session. Statements made
 //! outside a `Session` (health probes, the schema check, the heartbeat) use the simple
 //! protocol, one message each.
 

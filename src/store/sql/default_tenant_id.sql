@@ -1,0 +1,1 @@
+select id from tenants where is_default and deleted_at is null

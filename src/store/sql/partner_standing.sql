@@ -1,0 +1,2 @@
+select type = 'partner' and deleted_at is null as "active!", tokens_valid_after
+from users where id = $1
