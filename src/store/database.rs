@@ -165,10 +165,7 @@ impl Database {
             };
             count("primary", reason);
         }
-        let one_message = Protocol::OneMessage {
-            statement_timeout_ms: self.statement_timeout_ms,
-        };
-        self.retried_on_primary(statement, one_message, async |session| query(session).await)
+        self.on_primary(statement, async |session| query(session).await)
             .await
     }
 }

@@ -167,6 +167,7 @@ impl Deployment {
                 instance.port.store(serving.port, Ordering::SeqCst);
                 *instance.serving.lock().unwrap() = Some(serving);
             }
+            // Ended once more as the fault ends: its window holds two rounds of reconnecting.
             FaultKind::SessionsTerminated => self.terminate_sessions().await,
             FaultKind::PrimaryRestarted => blocking(|| self.primary.start()),
         }
