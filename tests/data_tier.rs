@@ -229,6 +229,96 @@ async fn behind_pgbouncer_a_miss_in_one_message_answers_what_a_session_of_its_ow
     through_bouncer.close().await;
 }
 
+/// A miss is one message to the primary and nothing after it. sqlx's pool sent every
+/// connection it took back a round trip of its own (a `Sync`), so each miss cost the primary
+/// two messages and the service a send, a receive and a task more; a connection now goes back
+/// to its lane as it is (pinged only after a second idle).
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_miss_sends_the_primary_one_message_and_nothing_after_it(pool: PgPool) {
+    let node = tenant(&pool, "云节点").await;
+    let partner = partner(&pool).await;
+    line(node, partner).insert(&pool).await;
+    let (proxy, through) = support::proxy::before_database(&pool).await;
+    let through_proxy = agent_api::store::pool(&through, &test_settings().database).unwrap();
+    let direct = database_url(&pool);
+    let app = TestApp::configured(through_proxy, |s| {
+        s.listing_cache.enabled = false;
+        s.database.feed_url = Some(direct.into());
+    })
+    .await;
+    let path = format!("/agent-api/tenant/{node}/callerline");
+    // The first miss reads the partner's standing and prepares the statement.
+    assert_eq!(app.get_as(partner, &path).await.status(), 200);
+    const MISSES: u64 = 40;
+    let before = proxy.chunks_sent();
+    for _ in 0..MISSES {
+        assert_eq!(app.get_as(partner, &path).await.status(), 200);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let sent = proxy.chunks_sent() - before;
+    // The health probe and the schema check pass the proxy too, once a second each.
+    assert!(
+        (MISSES..MISSES + 6).contains(&sent),
+        "{sent} chunks sent to the primary for {MISSES} misses"
+    );
+}
+
+/// However many HTTP workers ask at once, an instance holds at most `max_connections` of the
+/// primary's connections for statements (and two for its probes), and a worker whose own lane
+/// holds none takes another's idle one: with two connections and four workers, every one of
+/// 64 partners' misses at once is answered.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn four_workers_share_max_connections_and_none_is_starved(pool: PgPool) {
+    const MAX_CONNECTIONS: u32 = 2;
+    let node = tenant(&pool, "云节点").await;
+    let partner = partner(&pool).await;
+    for n in 0..40 {
+        line(node, partner).nth(n).insert(&pool).await;
+    }
+    let app = TestApp::configured(pool.clone(), |s| {
+        s.listing_cache.enabled = false;
+        s.server.workers = 4;
+        s.database.max_connections = MAX_CONNECTIONS;
+    })
+    .await;
+    let reader = roles::reader(&pool).await.name;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let watcher = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let mut peak = 0;
+            let mut stopped = stopped;
+            while stopped.try_recv().is_err() {
+                // Not the feed's two ("agent-api change feed", "agent-api heartbeat").
+                let open: i64 = sqlx::query_scalar(
+                    "select count(*) from pg_stat_activity where datname = current_database() \
+                     and usename = $1 and application_name not like 'agent-api %'",
+                )
+                .bind(&reader)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+                peak = peak.max(open);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            peak
+        })
+    };
+    let misses = (1..=64).map(|n| {
+        let path = format!("/agent-api/tenant/{node}/callerline?per_page=1&page={n}");
+        let app = &app;
+        async move { app.get_as(partner, &path).await.status().as_u16() }
+    });
+    let statuses = futures_util::future::join_all(misses).await;
+    stop.send(()).unwrap();
+    let peak = watcher.await.unwrap();
+    assert!(statuses.iter().all(|status| *status == 200), "{statuses:?}");
+    assert!(
+        (1..=i64::from(MAX_CONNECTIONS) + 2).contains(&peak),
+        "{peak} connections open at once"
+    );
+}
+
 /// A PgBouncer in transaction mode that ignores `options` (a common setting, for other clients)
 /// accepts `serve` left in session mode: it used to start, say it was ready, and answer 500s
 /// (`prepared statement "sqlx_s_1" already exists`) without its statement timeout. Now it finds

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
-use super::postgres::pool::acquire;
+use super::postgres::lanes::Lanes;
 use super::postgres::session::{Protocol, Session, bounded, silent};
 use super::replicas::Replicas;
 use crate::config::{DatabaseSettings, PoolMode};
@@ -34,7 +34,11 @@ pub enum Watermark {
 
 #[derive(Clone)]
 pub struct Database {
+    /// For the server's own probes and checks (health, start-up, the feed's setup).
     primary: PgPool,
+    /// The primary's connections for statements (`on_primary`, `on_primary_in_transaction`).
+    lanes: Arc<Lanes>,
+    max_connections: u32,
     replicas: Option<Arc<Replicas>>,
     primary_deadline: Duration,
     /// Whether the primary is reached through a transaction pooler: its statements then may not
@@ -49,8 +53,15 @@ impl Database {
         replicas: Option<Arc<Replicas>>,
         settings: &DatabaseSettings,
     ) -> Self {
+        let lanes = Lanes::new(
+            primary.connect_options().as_ref().clone(),
+            settings.max_connections,
+            Duration::from_millis(settings.acquire_timeout_ms),
+        );
         Self {
             primary,
+            lanes: Arc::new(lanes),
+            max_connections: settings.max_connections,
             replicas,
             primary_deadline: Duration::from_millis(settings.statement_timeout_ms) + PRIMARY_MARGIN,
             behind_transaction_pooler: settings.pool_mode == PoolMode::Transaction,
@@ -60,6 +71,11 @@ impl Database {
 
     pub fn primary(&self) -> &PgPool {
         &self.primary
+    }
+
+    /// The primary's connections for statements open, and of those idle.
+    pub fn connection_counts(&self) -> (usize, usize) {
+        self.lanes.counts()
     }
 
     pub fn replicas(&self) -> Option<&Replicas> {
@@ -110,7 +126,7 @@ impl Database {
             true => behind_pooler,
             false => Protocol::Named,
         };
-        let mut attempts = self.primary.options().get_max_connections();
+        let mut attempts = self.max_connections;
         loop {
             match self
                 .once_on_primary(statement, protocol, query.clone())
@@ -128,17 +144,25 @@ impl Database {
         protocol: Protocol,
         query: impl AsyncFnOnce(Session<'_>) -> Result<T, sqlx::Error>,
     ) -> Result<T, sqlx::Error> {
-        let connection = acquire(&self.primary).await?;
-        bounded(
-            connection,
+        let mut lease = self.lanes.acquire().await?;
+        lease.begin();
+        let outcome = bounded(
+            lease.connection(),
             protocol,
             self.primary_deadline,
             statement,
             "primary",
             query,
         )
-        .await
-        .unwrap_or_else(|| Err(silent(self.primary_deadline)))
+        .await;
+        match outcome {
+            Some(outcome) => {
+                lease.finished(outcome.as_ref().err().is_none_or(leaves_session_usable));
+                outcome
+            }
+            // Left mid-statement with a silent peer: the lease closes the connection.
+            None => Err(silent(self.primary_deadline)),
+        }
     }
 
     /// Runs `statement` on a standby that has replayed to `watermark`, or on the primary when
@@ -189,6 +213,12 @@ fn session_ended(error: &sqlx::Error) -> bool {
         ),
         _ => false,
     }
+}
+
+/// Whether the session a statement failed on may run the next: the server refused the
+/// statement (a timeout, a constraint) but did not end the session or lose the connection.
+fn leaves_session_usable(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(_)) && !session_ended(error)
 }
 
 fn count(target: &'static str, reason: &'static str) {

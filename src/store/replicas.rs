@@ -186,7 +186,7 @@ impl Replicas {
             replica.set(ReplicaState::Down);
             PassedOver::Down
         };
-        let connection = tokio::time::timeout(self.deadline, replica.pool.acquire())
+        let mut connection = tokio::time::timeout(self.deadline, replica.pool.acquire())
             .await
             .map_err(|_| down())?
             .map_err(|_| down())?;
@@ -199,16 +199,20 @@ impl Replicas {
             Err(passed_over) => Ok(Err(passed_over)),
         };
         // A standby is a session of its own: its statements are named and kept.
-        match bounded(
-            connection,
+        let outcome = bounded(
+            &mut connection,
             Protocol::Named,
             left,
             statement,
             "standby",
             read,
         )
-        .await
-        {
+        .await;
+        if outcome.is_none() {
+            // Mid-statement with a silent peer: closed, not returned to the pool.
+            drop(connection.detach());
+        }
+        match outcome {
             Some(Ok(Ok(value))) => Ok(value),
             Some(Ok(Err(PassedOver::Behind))) => {
                 replica.catch_up_to.fetch_max(watermark, Ordering::SeqCst);

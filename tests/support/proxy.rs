@@ -1,6 +1,7 @@
 //! A TCP proxy on a free loopback port, which can be told to swallow every byte in both
 //! directions while keeping its connections open (a firewall that silently drops a flow), or
-//! to hold every byte a while each way (a long or congested path).
+//! to hold every byte a while each way (a long or congested path); it counts the chunks
+//! clients send (a message, or messages written at once).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ pub struct Proxy {
     pub port: u16,
     swallowing: Arc<AtomicBool>,
     delay: Arc<AtomicU64>,
+    sent: Arc<AtomicU64>,
 }
 
 impl Proxy {
@@ -24,7 +26,9 @@ impl Proxy {
         let port = listener.local_addr().unwrap().port();
         let swallowing = Arc::new(AtomicBool::new(false));
         let delay = Arc::new(AtomicU64::new(0));
+        let sent = Arc::new(AtomicU64::new(0));
         let path = (swallowing.clone(), delay.clone());
+        let counted = sent.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(server) = TcpStream::connect(target).await else {
@@ -32,15 +36,26 @@ impl Proxy {
                 };
                 let (client_read, client_write) = client.into_split();
                 let (server_read, server_write) = server.into_split();
-                pump(client_read, server_write, path.clone());
-                pump(server_read, client_write, path.clone());
+                pump(
+                    client_read,
+                    server_write,
+                    path.clone(),
+                    Some(counted.clone()),
+                );
+                pump(server_read, client_write, path.clone(), None);
             }
         });
         Self {
             port,
             swallowing,
             delay,
+            sent,
         }
+    }
+
+    /// Chunks read from clients so far, over all connections.
+    pub fn chunks_sent(&self) -> u64 {
+        self.sent.load(Ordering::SeqCst)
     }
 
     /// From now on, every byte read is passed on `delay` later, each way (zero: at once).
@@ -60,29 +75,34 @@ impl Proxy {
 }
 
 /// Copies `from` to `to` on two tasks: one reads, stamping each chunk with when it is due (or
-/// dropping it while swallowing), the other writes each when due, so a delay holds every
-/// chunk for that long without slowing the flow.
+/// dropping it while swallowing) and counting it in `counted`, the other writes each when
+/// due, so a delay holds every chunk for that long without slowing the flow.
 fn pump(
     mut from: impl AsyncReadExt + Unpin + Send + 'static,
     mut to: impl AsyncWriteExt + Unpin + Send + 'static,
     (swallowing, delay): (Arc<AtomicBool>, Arc<AtomicU64>),
+    counted: Option<Arc<AtomicU64>>,
 ) {
     let (chunks, mut due) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
     tokio::spawn(async move {
         let mut buffer = vec![0; 16 * 1024];
         loop {
-            match from.read(&mut buffer).await {
+            let read = match from.read(&mut buffer).await {
                 Ok(0) | Err(_) => return,
-                Ok(read) if !swallowing.load(Ordering::SeqCst) => {
-                    let held = Duration::from_millis(delay.load(Ordering::SeqCst));
-                    if chunks
-                        .send((Instant::now() + held, buffer[..read].to_vec()))
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                Ok(_) => {}
+                Ok(read) => read,
+            };
+            if let Some(counted) = &counted {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
+            if swallowing.load(Ordering::SeqCst) {
+                continue;
+            }
+            let held = Duration::from_millis(delay.load(Ordering::SeqCst));
+            if chunks
+                .send((Instant::now() + held, buffer[..read].to_vec()))
+                .is_err()
+            {
+                return;
             }
         }
     });

@@ -97,9 +97,9 @@ fn readiness(state: &AppState, in_detail: bool) -> HttpResponse {
 /// Prometheus text exposition, from memory: a scrape costs the database nothing (what needs
 /// the database is refreshed in the background).
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let pool = state.database.primary();
-    metrics::gauge!("agent_api_db_pool_connections").set(f64::from(pool.size()));
-    metrics::gauge!("agent_api_db_pool_idle_connections").set(pool.num_idle() as f64);
+    let (open, idle) = state.database.connection_counts();
+    metrics::gauge!("agent_api_db_pool_connections").set(open as f64);
+    metrics::gauge!("agent_api_db_pool_idle_connections").set(idle as f64);
     let trusted = state.freshness.is_trusted();
     metrics::gauge!("agent_api_listing_cache_live").set(f64::from(u8::from(trusted)));
     HttpResponse::Ok()

@@ -3,6 +3,7 @@
 //! and bounded on this side), where a server stands (`wal`), and the schema: whether it is this
 //! build's (`schema`) and how it gets there (`migrate`).
 
+pub mod lanes;
 pub mod literal;
 pub mod migrate;
 pub mod pool;

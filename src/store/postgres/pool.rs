@@ -3,21 +3,25 @@
 use std::time::{Duration, Instant};
 
 use sqlx::Row;
-use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgPool, Postgres};
+use sqlx::{Connection, PgPool};
 use tracing::Instrument;
 
 use crate::config::{DatabaseSettings, PoolMode};
 
 /// How long a pooled connection may sit idle before it is pinged on its way out of the pool.
-const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
+pub(super) const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
 
-/// A lazily connecting pool of the primary (`DATABASE_URL`, in `pool_mode`): start-up and
-/// `/readyz` decide what to do while Postgres is down.
+/// Connections of the pool of probes and checks (`pool`): the health probe and the schema
+/// check, or the start-up checks, at a time. Statements run on the `Lanes` of `Database`.
+const PROBE_CONNECTIONS: u32 = 2;
+
+/// A lazily connecting pool of the primary (`DATABASE_URL`, in `pool_mode`) for probes and
+/// checks: start-up and `/readyz` decide what to do while Postgres is down.
 pub fn pool(url: &str, settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
+    let size = settings.max_connections.min(PROBE_CONNECTIONS);
     Ok(
-        pool_options(settings.max_connections, settings).connect_lazy_with(session_options(
+        pool_options(size, settings).connect_lazy_with(session_options(
             url,
             settings,
             settings.pool_mode,
@@ -58,7 +62,7 @@ pub(in crate::store) fn pool_options(
 ) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(max_connections)
-        .min_connections(settings.min_connections)
+        .min_connections(settings.min_connections.min(max_connections))
         .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
         // sqlx pings every connection on release, and by default on acquire too: a round trip
         // to Postgres per request beside the statement. A connection just released was proven
@@ -75,19 +79,10 @@ pub(in crate::store) fn pool_options(
         })
 }
 
-/// A pooled connection, recording how long it was waited for
-/// (`agent_api_db_pool_acquire_seconds`, and `agent_api_db_pool_waiting` meanwhile).
-pub(in crate::store) async fn acquire(
-    pool: &PgPool,
-) -> Result<PoolConnection<Postgres>, sqlx::Error> {
-    let started = Instant::now();
-    let connection = {
-        let _waiting = Waiting::begin();
-        pool.acquire().await
-    };
+/// How long a connection asked for at `started` was waited for.
+pub(super) fn record_acquired(started: Instant) {
     metrics::histogram!("agent_api_db_pool_acquire_seconds")
         .record(started.elapsed().as_secs_f64());
-    connection
 }
 
 /// Runs one statement on `server` (`primary`, `standby`), recording how long it took
@@ -134,10 +129,10 @@ fn error_type(error: &sqlx::Error) -> String {
 
 /// One request waiting for a pooled connection; counted down even when the request is
 /// abandoned mid-wait.
-struct Waiting(metrics::Gauge);
+pub(super) struct Waiting(metrics::Gauge);
 
 impl Waiting {
-    fn begin() -> Self {
+    pub(super) fn begin() -> Self {
         let gauge = metrics::gauge!("agent_api_db_pool_waiting");
         gauge.increment(1.0);
         Self(gauge)

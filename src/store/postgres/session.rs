@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
-use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgQueryResult, PgRow, PgStatement, PgTypeInfo};
 use sqlx::{
     Connection, Describe, Either, Execute, Executor, FromRow, PgConnection, Postgres, SqlStr,
@@ -169,10 +168,10 @@ impl<'c> Executor<'c> for Session<'c> {
 }
 
 /// Runs `query` on `connection` (to `server`: `primary`, `standby`) within `deadline`; `None`
-/// when it took longer, the connection then dropped rather than returned to its pool (it is
-/// mid-statement with a silent peer).
+/// when it took longer: the connection is then mid-statement with a silent peer, and the caller
+/// closes it rather than keep it.
 pub(in crate::store) async fn bounded<T>(
-    mut connection: PoolConnection<Postgres>,
+    connection: &mut PgConnection,
     protocol: Protocol,
     deadline: Duration,
     statement: &'static str,
@@ -181,7 +180,7 @@ pub(in crate::store) async fn bounded<T>(
 ) -> Option<Result<T, sqlx::Error>> {
     let run = async {
         if protocol != Protocol::InTransaction {
-            return query(Session::new(&mut connection, protocol)).await;
+            return query(Session::new(connection, protocol)).await;
         }
         // Behind a transaction pooler the statement's messages (parse, then bind and execute,
         // each ending in a sync) must reach one server session: a transaction keeps it.
@@ -190,11 +189,9 @@ pub(in crate::store) async fn bounded<T>(
         transaction.commit().await?;
         Ok(outcome)
     };
-    let outcome = tokio::time::timeout(deadline, timed(statement, server, run)).await;
-    if outcome.is_err() {
-        drop(connection.detach());
-    }
-    outcome.ok()
+    tokio::time::timeout(deadline, timed(statement, server, run))
+        .await
+        .ok()
 }
 
 /// What a statement given up on here answers: a connection trouble, so partners get 503.
