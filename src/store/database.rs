@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
-use super::postgres::lanes::Lanes;
+use super::postgres::lanes::{Lanes, session_ended};
 use super::postgres::session::{Protocol, Session, bounded, silent};
 use super::replicas::Replicas;
 use crate::config::{DatabaseSettings, PoolMode};
@@ -157,7 +157,7 @@ impl Database {
         .await;
         match outcome {
             Some(outcome) => {
-                lease.finished(outcome.as_ref().err().is_none_or(leaves_session_usable));
+                lease.finished(&outcome);
                 outcome
             }
             // Left mid-statement with a silent peer: the lease closes the connection.
@@ -192,33 +192,6 @@ impl Database {
         self.on_primary(statement, async |session| query(session).await)
             .await
     }
-}
-
-/// Whether `error` says the session was gone before the statement could run: ended by the
-/// server (`admin_shutdown`, `crash_shutdown`) or its connection closed. Not a silent peer
-/// (timed out: sending again would double the wait) nor a server that refuses connections.
-fn session_ended(error: &sqlx::Error) -> bool {
-    use std::io::ErrorKind;
-    match error {
-        sqlx::Error::Database(database) => {
-            matches!(database.code().as_deref(), Some("57P01" | "57P02"))
-        }
-        sqlx::Error::Io(error) => matches!(
-            error.kind(),
-            ErrorKind::ConnectionReset
-                | ErrorKind::ConnectionAborted
-                | ErrorKind::BrokenPipe
-                | ErrorKind::UnexpectedEof
-                | ErrorKind::NotConnected
-        ),
-        _ => false,
-    }
-}
-
-/// Whether the session a statement failed on may run the next: the server refused the
-/// statement (a timeout, a constraint) but did not end the session or lose the connection.
-fn leaves_session_usable(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(_)) && !session_ended(error)
 }
 
 fn count(target: &'static str, reason: &'static str) {

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use secrecy::ExposeSecret;
 use sqlx::{PgConnection, PgPool};
 
-use super::postgres::pool::{pool_options, session_options};
+use super::postgres::lanes::Lanes;
+use super::postgres::pool::session_options;
 use super::postgres::session::{Protocol, Session, bounded};
 use super::postgres::wal::{insert_position, replayed, system_identifier};
 use crate::background::Background;
@@ -83,7 +84,7 @@ impl PassedOver {
 struct Replica {
     /// `host:port`, never the credentials.
     name: String,
-    pool: PgPool,
+    lanes: Lanes,
     state: AtomicU8,
     /// While lagging: the position it must replay to be ready again.
     catch_up_to: AtomicU64,
@@ -137,12 +138,14 @@ impl Replicas {
                         )
                     })?;
                 let name = format!("{}:{}", options.get_host(), options.get_port());
-                let pool = pool_options(settings.replica_max_connections, settings)
-                    .acquire_timeout(Duration::from_millis(settings.connect_timeout_ms))
-                    .connect_lazy_with(options);
+                let lanes = Lanes::new(
+                    options,
+                    settings.replica_max_connections,
+                    Duration::from_millis(settings.connect_timeout_ms),
+                );
                 Ok(Replica {
                     name,
-                    pool,
+                    lanes,
                     // Unproven until the first probe says it is one of the primary's.
                     state: AtomicU8::new(ReplicaState::Down as u8),
                     catch_up_to: AtomicU64::new(0),
@@ -186,7 +189,7 @@ impl Replicas {
             replica.set(ReplicaState::Down);
             PassedOver::Down
         };
-        let mut connection = tokio::time::timeout(self.deadline, replica.pool.acquire())
+        let mut lease = tokio::time::timeout(self.deadline, replica.lanes.acquire())
             .await
             .map_err(|_| down())?
             .map_err(|_| down())?;
@@ -199,8 +202,9 @@ impl Replicas {
             Err(passed_over) => Ok(Err(passed_over)),
         };
         // A standby is a session of its own: its statements are named and kept.
+        lease.begin();
         let outcome = bounded(
-            &mut connection,
+            lease.connection(),
             Protocol::Named,
             left,
             statement,
@@ -208,9 +212,9 @@ impl Replicas {
             read,
         )
         .await;
-        if outcome.is_none() {
-            // Mid-statement with a silent peer: closed, not returned to the pool.
-            drop(connection.detach());
+        // Given up on (`None`), the statement is left mid-way: the lease closes the connection.
+        if let Some(outcome) = &outcome {
+            lease.finished(outcome);
         }
         match outcome {
             Some(Ok(Ok(value))) => Ok(value),
@@ -277,10 +281,15 @@ impl Replicas {
             self.system.store(system, Ordering::SeqCst);
         }
         let looked = tokio::time::timeout(self.deadline, async {
-            let mut connection = replica.pool.acquire().await?;
-            let system = system_identifier(&mut *connection).await?;
-            let replayed = replayed(&mut connection).await?;
-            Ok::<_, sqlx::Error>((system, replayed))
+            let mut lease = replica.lanes.acquire().await?;
+            lease.begin();
+            let looked = async {
+                let system = system_identifier(&mut *lease.connection()).await?;
+                Ok::<_, sqlx::Error>((system, replayed(lease.connection()).await?))
+            }
+            .await;
+            lease.finished(&looked);
+            looked
         })
         .await;
         let state = match looked {

@@ -200,9 +200,14 @@ impl Lease<'_> {
         self.fit = false;
     }
 
-    /// The statement ended, leaving the connection `fit` for the next or not.
-    pub fn finished(&mut self, fit: bool) {
-        self.fit = fit;
+    /// The statement ended with `outcome`: the connection serves the next unless it failed
+    /// as a connection, or its session was ended (a statement the server refused, a timeout
+    /// or a constraint, leaves it fit).
+    pub fn finished<T>(&mut self, outcome: &Result<T, sqlx::Error>) {
+        self.fit = match outcome {
+            Ok(_) => true,
+            Err(error) => matches!(error, sqlx::Error::Database(_)) && !session_ended(error),
+        };
     }
 }
 
@@ -215,6 +220,27 @@ impl Drop for Lease<'_> {
             true => self.lanes.give_back(self.lane, kept),
             false => self.lanes.close(kept),
         }
+    }
+}
+
+/// Whether `error` says the session was gone before the statement could run: ended by the
+/// server (`admin_shutdown`, `crash_shutdown`) or its connection closed. Not a silent peer
+/// (timed out: sending again would double the wait) nor a server that refuses connections.
+pub(in crate::store) fn session_ended(error: &sqlx::Error) -> bool {
+    use std::io::ErrorKind;
+    match error {
+        sqlx::Error::Database(database) => {
+            matches!(database.code().as_deref(), Some("57P01" | "57P02"))
+        }
+        sqlx::Error::Io(error) => matches!(
+            error.kind(),
+            ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted
+                | ErrorKind::BrokenPipe
+                | ErrorKind::UnexpectedEof
+                | ErrorKind::NotConnected
+        ),
+        _ => false,
     }
 }
 

@@ -56,10 +56,7 @@ pub(in crate::store) fn session_options(
 }
 
 /// How the service's pools keep their connections.
-pub(in crate::store) fn pool_options(
-    max_connections: u32,
-    settings: &DatabaseSettings,
-) -> PgPoolOptions {
+fn pool_options(max_connections: u32, settings: &DatabaseSettings) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(settings.min_connections.min(max_connections))
