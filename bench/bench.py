@@ -96,10 +96,12 @@ def measure(args, database_url, scenarios, mode):
                 writer = Writer(database_url, scenario.rows, scenario.writes, scenario.customers,
                                 check_port=service.port)
                 writer.start()
-            before = service.cache_outcomes()
+            before, cpu_before = service.cache_outcomes(), service.cpu_seconds()
             measured = wrk(service.port, target_list, args.connections, args.seconds,
                            args.accept_encoding)
             after = service.cache_outcomes()
+            measured["cpu_us"] = (1e6 * (service.cpu_seconds() - cpu_before)
+                                  / max(measured["requests"], 1))
             if writer:
                 writer.stop()
             delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
@@ -136,8 +138,8 @@ def load(args, database_url):
     runs = {mode: measure(args, database_url, scenarios, mode) for mode in modes}
     print()
     print(f"{'scenario':<38} {'cache':>5} {'hits':>5} {'req/s':>7} {'pgbench':>7} "
-          f"{'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'errors':>6} "
-          f"{'stale':>9}")
+          f"{'ratio':>6} {'cpu µs':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
+          f"{'errors':>6} {'stale':>9}")
     ceilings = {}
     for scenario in scenarios:
         tps = ceiling(args, database_url, scenario, statement, ceilings)
@@ -147,7 +149,8 @@ def load(args, database_url):
             measured, hits, written = runs[mode][0][scenario.name]
             stale = f"{written['stale']}/{written['checked']}" if written else ""
             print(f"{scenario.name:<38} {mode:>5} {hits:>5.0%} {measured['rps']:>7.0f} "
-                  f"{tps:>7.0f} {measured['rps'] / tps:>6.2f} {measured['p50_ms']:>7.1f} "
+                  f"{tps:>7.0f} {measured['rps'] / tps:>6.2f} {measured['cpu_us']:>6.0f} "
+                  f"{measured['p50_ms']:>7.1f} "
                   f"{measured['p99_ms']:>7.1f} {measured['max_ms']:>7.1f} "
                   f"{measured['errors']:>6.0f} {stale:>9}", flush=True)
     for mode in modes:

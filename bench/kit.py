@@ -130,6 +130,11 @@ class Service:
             time.sleep(0.05)
         sys.exit("agent-api did not become ready")
 
+    def cpu_seconds(self):
+        """CPU time the service's threads have run (the scheduler's own count, in ns)."""
+        tasks = Path(f"/proc/{self.process.pid}/task").glob("*/schedstat")
+        return sum(int(task.read_text().split()[0]) for task in tasks) / 1e9
+
     def memory_kib(self, field):
         status = Path(f"/proc/{self.process.pid}/status").read_text()
         return int(re.search(rf"^{field}:\s+(\d+) kB", status, re.M).group(1))

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
 use thread_local::ThreadLocal;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::pool::{IDLE_BEFORE_PING, Waiting, record_acquired};
 
@@ -33,10 +33,12 @@ pub struct Lanes {
     options: PgConnectOptions,
     acquire_timeout: Duration,
     lanes: ThreadLocal<Lane>,
+    /// One per connection that may be leased now: each idle one, and each not opened yet.
+    /// Requests wait for one in turn, so that a thread taking back the connection it just
+    /// returned cannot starve another's requests.
+    free: Semaphore,
     /// One per open connection, idle or leased.
     open: Arc<Semaphore>,
-    /// Told whenever a connection goes back to a lane or is closed, for whoever waits.
-    returned: Notify,
 }
 
 /// One thread's idle connections, newest last.
@@ -65,8 +67,8 @@ impl Lanes {
             options,
             acquire_timeout,
             lanes: ThreadLocal::new(),
+            free: Semaphore::new(max_connections as usize),
             open: Arc::new(Semaphore::new(max_connections as usize)),
-            returned: Notify::new(),
         }
     }
 
@@ -82,15 +84,22 @@ impl Lanes {
         (open, idle)
     }
 
-    /// A connection for this thread: its lane's newest idle one; else a new one while fewer
-    /// than `max_connections` are open; else another lane's idle one; else the first returned,
-    /// within `acquire_timeout`.
+    /// A connection for this thread, once one is free (in turn, within `acquire_timeout`):
+    /// its lane's newest idle one; else a new one while fewer than `max_connections` are open;
+    /// else another lane's idle one.
     pub async fn acquire(&self) -> Result<Lease<'_>, sqlx::Error> {
         let started = Instant::now();
         let lane = self.lanes.get_or_default();
         let kept = {
             let _waiting = Waiting::begin();
-            tokio::time::timeout(self.acquire_timeout, self.take(lane))
+            let take = async {
+                let free = self.free.acquire().await.expect("never closed");
+                let kept = self.take(lane).await?;
+                // Given back by the lease, with its connection or after closing it.
+                free.forget();
+                Ok::<_, sqlx::Error>(kept)
+            };
+            tokio::time::timeout(self.acquire_timeout, take)
                 .await
                 .map_err(|_| sqlx::Error::PoolTimedOut)??
         };
@@ -103,6 +112,9 @@ impl Lanes {
         })
     }
 
+    /// The connection a `free` permit stands for. Another request's failed ping may close an
+    /// idle connection after it was looked for and make room after room was: then looked for
+    /// again.
     async fn take(&self, lane: &Lane) -> Result<Kept, sqlx::Error> {
         loop {
             if let Some(kept) = self.idle_from(lane).await {
@@ -120,8 +132,7 @@ impl Lanes {
                     return Ok(kept);
                 }
             }
-            // A return meanwhile left a permit behind (`notify_one`): none is missed.
-            self.returned.notified().await;
+            tokio::task::yield_now().await;
         }
     }
 
@@ -136,7 +147,8 @@ impl Lanes {
             if since.elapsed() < IDLE_BEFORE_PING || connection.connection.ping().await.is_ok() {
                 return Some(connection);
             }
-            self.close(connection);
+            // Closed: its permit of `open` makes room for a new one.
+            drop(connection);
         }
     }
 
@@ -162,20 +174,18 @@ impl Lanes {
         })
     }
 
-    fn close(&self, kept: Kept) {
-        drop(kept);
-        self.returned.notify_one();
-    }
-
-    fn give_back(&self, lane: &Lane, kept: Kept) {
-        if kept.opened.elapsed() >= MAX_LIFETIME {
-            return self.close(kept);
+    /// Ends a lease: its connection back to `lane`, or closed (making room for a new one),
+    /// then free for the next request.
+    fn give_back(&self, lane: &Lane, kept: Kept, fit: bool) {
+        if fit && kept.opened.elapsed() < MAX_LIFETIME {
+            lane.idle.lock().expect("no holder panics").push(Idle {
+                connection: kept,
+                since: Instant::now(),
+            });
+        } else {
+            drop(kept);
         }
-        lane.idle.lock().expect("no holder panics").push(Idle {
-            connection: kept,
-            since: Instant::now(),
-        });
-        self.returned.notify_one();
+        self.free.add_permits(1);
     }
 }
 
@@ -216,10 +226,7 @@ impl Drop for Lease<'_> {
         let Some(kept) = self.kept.take() else {
             return;
         };
-        match self.fit {
-            true => self.lanes.give_back(self.lane, kept),
-            false => self.lanes.close(kept),
-        }
+        self.lanes.give_back(self.lane, kept, self.fit);
     }
 }
 
