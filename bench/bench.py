@@ -8,7 +8,8 @@ load:  the service over loopback (wrk, rotating over partners with real tokens) 
        changes random partners' lines at 1, 10 and 100 writes/s (pgbench then runs under the
        same writer, and a checker asks for each written page and compares it with the write).
        Each read scenario runs with the listing cache on (as in production) and off (every
-       request runs the statement: like for like with pgbench). Prints one table and peak RSS.
+       request runs the statement: like for like with pgbench). Prints one table (with the
+       service's CPU per request) and peak RSS; `--binary` measures another build.
 soak:  64 connections for 60 s on the same data; requests, errors, p50/p99, RSS start/end.
 bulk:  what operators' bulk SQL costs with the project's triggers against the same statement
        with them disabled, on a fresh database.
@@ -77,7 +78,7 @@ def plan(rows):
 
 def measure(args, database_url, scenarios, mode):
     """Each scenario against one service process: {name: (wrk figures, hit share, writer)}."""
-    service = Service(database_url, args.pool, args.log_level, mode)
+    service = Service(database_url, args.pool, args.log_level, mode, binary=args.binary or BIN)
     results = {}
     try:
         for scenario in scenarios:
@@ -277,7 +278,7 @@ def main():
     parser.add_argument("--accept-encoding", choices=["gzip", "br"],
                         help="send Accept-Encoding, as most HTTP clients do (default: none)")
     parser.add_argument("--reload", action="store_true", help="regenerate the data set")
-    parser.add_argument("--binary", help="hostile, herd: another agent-api binary to measure")
+    parser.add_argument("--binary", help="load, hostile, herd: another agent-api binary to measure")
     parser.add_argument("--seed", type=int, default=29, help="chaos: the schedule's seed")
     parser.add_argument("--delay-ms", type=int, default=5,
                         help="rtt: how long the proxy holds each chunk, each way")
