@@ -7,8 +7,10 @@
 //! and the service a task, a send and a receive more; and its connections are shared by the
 //! HTTP workers, each a runtime of its own, so a connection opened by one worker and used by
 //! another had its answers read by the first worker's reactor and handed over between threads.
-//! A lane's connections were opened on its own thread and are handed back without a round trip;
-//! one idle for a second is pinged before use, as before.
+//! A lane's connections go back to it without a round trip (one idle for a second is pinged
+//! before use, as before), and its thread uses the ones it opened first. Requests are served in
+//! turn: a thread whose lane has none idle and may open no more takes another lane's idle one,
+//! whose answers are then still read by the reactor of the thread that opened it.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
