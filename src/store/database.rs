@@ -38,7 +38,6 @@ pub struct Database {
     primary: PgPool,
     /// The primary's connections for statements (`on_primary`, `on_primary_in_transaction`).
     lanes: Arc<Lanes>,
-    max_connections: u32,
     replicas: Option<Arc<Replicas>>,
     primary_deadline: Duration,
     /// Whether the primary is reached through a transaction pooler: its statements then may not
@@ -61,7 +60,6 @@ impl Database {
         Self {
             primary,
             lanes: Arc::new(lanes),
-            max_connections: settings.max_connections,
             replicas,
             primary_deadline: Duration::from_millis(settings.statement_timeout_ms) + PRIMARY_MARGIN,
             behind_transaction_pooler: settings.pool_mode == PoolMode::Transaction,
@@ -126,7 +124,7 @@ impl Database {
             true => behind_pooler,
             false => Protocol::Named,
         };
-        let mut attempts = self.max_connections;
+        let mut attempts = self.lanes.max_connections();
         loop {
             match self
                 .once_on_primary(statement, protocol, query.clone())
@@ -145,24 +143,16 @@ impl Database {
         query: impl AsyncFnOnce(Session<'_>) -> Result<T, sqlx::Error>,
     ) -> Result<T, sqlx::Error> {
         let mut lease = self.lanes.acquire().await?;
-        lease.begin();
-        let outcome = bounded(
-            lease.connection(),
+        bounded(
+            &mut lease,
             protocol,
             self.primary_deadline,
             statement,
             "primary",
             query,
         )
-        .await;
-        match outcome {
-            Some(outcome) => {
-                lease.finished(&outcome);
-                outcome
-            }
-            // Left mid-statement with a silent peer: the lease closes the connection.
-            None => Err(silent(self.primary_deadline)),
-        }
+        .await
+        .unwrap_or_else(|| Err(silent(self.primary_deadline)))
     }
 
     /// Runs `statement` on a standby that has replayed to `watermark`, or on the primary when

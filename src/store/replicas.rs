@@ -202,21 +202,16 @@ impl Replicas {
             Err(passed_over) => Ok(Err(passed_over)),
         };
         // A standby is a session of its own: its statements are named and kept.
-        lease.begin();
-        let outcome = bounded(
-            lease.connection(),
+        match bounded(
+            &mut lease,
             Protocol::Named,
             left,
             statement,
             "standby",
             read,
         )
-        .await;
-        // Given up on (`None`), the statement is left mid-way: the lease closes the connection.
-        if let Some(outcome) = &outcome {
-            lease.finished(outcome);
-        }
-        match outcome {
+        .await
+        {
             Some(Ok(Ok(value))) => Ok(value),
             Some(Ok(Err(PassedOver::Behind))) => {
                 replica.catch_up_to.fetch_max(watermark, Ordering::SeqCst);
@@ -282,14 +277,12 @@ impl Replicas {
         }
         let looked = tokio::time::timeout(self.deadline, async {
             let mut lease = replica.lanes.acquire().await?;
-            lease.begin();
-            let looked = async {
-                let system = system_identifier(&mut *lease.connection()).await?;
-                Ok::<_, sqlx::Error>((system, replayed(lease.connection()).await?))
-            }
-            .await;
-            lease.finished(&looked);
-            looked
+            lease
+                .run(async |connection| {
+                    let system = system_identifier(&mut *connection).await?;
+                    Ok((system, replayed(connection).await?))
+                })
+                .await
         })
         .await;
         let state = match looked {

@@ -74,6 +74,11 @@ impl Lanes {
         }
     }
 
+    /// The most connections all lanes hold open at once.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
+    }
+
     /// Connections open, and of those idle (`agent_api_db_pool_connections`,
     /// `agent_api_db_pool_idle_connections`).
     pub fn counts(&self) -> (usize, usize) {
@@ -192,34 +197,32 @@ impl Lanes {
 }
 
 /// A connection leased from its thread's lane, going back to it when dropped: closed instead
-/// when a statement on it was left unfinished or failed for want of a connection.
+/// when a statement on it was left unfinished or failed for want of a connection (`run`).
 pub struct Lease<'a> {
     lanes: &'a Lanes,
     lane: &'a Lane,
     kept: Option<Kept>,
-    /// Whether the connection may serve another statement.
+    /// Whether the connection may serve another statement: false while one runs.
     fit: bool,
 }
 
 impl Lease<'_> {
-    pub fn connection(&mut self) -> &mut PgConnection {
-        &mut self.kept.as_mut().expect("held until dropped").connection
-    }
-
-    /// A statement begins: the connection is closed if the lease is dropped before `finished`
-    /// (the request abandoned mid-statement, or the statement given up on).
-    pub fn begin(&mut self) {
+    /// Runs `work` on the connection. The connection serves the next statement unless `work`
+    /// was left unfinished (the request abandoned, the statement given up on), failed as a
+    /// connection, or had its session ended; a statement the server refused (a timeout, a
+    /// constraint) leaves it fit.
+    pub async fn run<T>(
+        &mut self,
+        work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, sqlx::Error> {
         self.fit = false;
-    }
-
-    /// The statement ended with `outcome`: the connection serves the next unless it failed
-    /// as a connection, or its session was ended (a statement the server refused, a timeout
-    /// or a constraint, leaves it fit).
-    pub fn finished<T>(&mut self, outcome: &Result<T, sqlx::Error>) {
-        self.fit = match outcome {
+        let connection = &mut self.kept.as_mut().expect("held until dropped").connection;
+        let outcome = work(connection).await;
+        self.fit = match &outcome {
             Ok(_) => true,
             Err(error) => matches!(error, sqlx::Error::Database(_)) && !session_ended(error),
         };
+        outcome
     }
 }
 

@@ -20,6 +20,7 @@ use sqlx::{
     Connection, Describe, Either, Execute, Executor, FromRow, PgConnection, Postgres, SqlStr,
 };
 
+use super::lanes::Lease;
 use super::literal::written;
 use super::pool::timed;
 
@@ -167,18 +168,18 @@ impl<'c> Executor<'c> for Session<'c> {
     }
 }
 
-/// Runs `query` on `connection` (to `server`: `primary`, `standby`) within `deadline`; `None`
-/// when it took longer: the connection is then mid-statement with a silent peer, and the caller
-/// closes it rather than keep it.
+/// Runs `query` on `lease` (to `server`: `primary`, `standby`) within `deadline`; `None` when
+/// it took longer: the statement is then left mid-way with a silent peer, and the lease closes
+/// its connection.
 pub(in crate::store) async fn bounded<T>(
-    connection: &mut PgConnection,
+    lease: &mut Lease<'_>,
     protocol: Protocol,
     deadline: Duration,
     statement: &'static str,
     server: &'static str,
     query: impl AsyncFnOnce(Session<'_>) -> Result<T, sqlx::Error>,
 ) -> Option<Result<T, sqlx::Error>> {
-    let run = async {
+    let run = lease.run(async |connection| {
         if protocol != Protocol::InTransaction {
             return query(Session::new(connection, protocol)).await;
         }
@@ -188,7 +189,7 @@ pub(in crate::store) async fn bounded<T>(
         let outcome = query(Session::new(&mut transaction, protocol)).await?;
         transaction.commit().await?;
         Ok(outcome)
-    };
+    });
     tokio::time::timeout(deadline, timed(statement, server, run))
         .await
         .ok()
